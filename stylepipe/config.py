@@ -1,0 +1,313 @@
+"""The pipeline schema, and YAML loading whose errors name the file, line, column and key.
+
+Every section is a pydantic v2 model with `extra="forbid"`, so a typo is an error rather than a
+silently ignored setting. Style sources and extra loss terms come from plugins, so their own
+parameters are validated against the plugin's model when the plan is built (same error format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .losses import ContentParams, StyleParams, TVParams
+from .network import NETWORKS
+
+Loc = tuple[str | int, ...]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SizeConfig(Strict):
+    max_side: int | None = Field(256, ge=16, description="longest side of the output, in pixels")
+    max_pixels: int | None = Field(None, ge=256, description="cap on width × height of the output")
+    style_scale: float = Field(1.0, gt=0, le=8, description="style pictures' size relative to max_side / max_pixels")
+    style_max_side: int | None = Field(None, ge=16, description="absolute longest side of style pictures (overrides style_scale)")
+
+    @model_validator(mode="after")
+    def _some_size(self) -> SizeConfig:
+        if self.max_side is None and self.max_pixels is None:
+            raise ValueError("set max_side or max_pixels: full-resolution optimisation is rarely intended")
+        return self
+
+
+class OutputConfig(Strict):
+    dir: str = "outputs"
+    pattern: str = Field("{content}__{style}.{ext}", description="fields: {content} {style} {mode} {ext} {index}")
+    format: Literal["jpg", "png", "webp"] = "jpg"
+    quality: int = Field(92, ge=1, le=100)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_stays_inside(cls, value: str) -> str:
+        if value.startswith(("/", "\\", "~")) or ".." in Path(value).parts:
+            raise ValueError("the pattern must be a relative path inside output.dir (no '..', no leading '/')")
+        return value
+
+
+class OptimizeConfig(Strict):
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    steps: int = Field(100, ge=1, le=100_000)
+    lr: float | None = Field(None, gt=0, description="default 1.0 for lbfgs, 0.02 for adam")
+    init: str = Field("content", description="content, noise, or a picture file")
+    seed: int = 0
+
+
+class NetworkConfig(Strict):
+    name: Literal[tuple(NETWORKS)] = "vgg19-gatys"  # type: ignore[valid-type]
+    weights: str | None = Field(None, description="a local weights file instead of the default source")
+    pooling: Literal["avg", "max"] = "avg"
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda", "mps") and not (value.startswith("cuda:") and value[5:].isdigit()):
+            raise ValueError("use auto, cpu, cuda, cuda:N or mps")
+        return value
+
+
+class ExtraLoss(BaseModel):
+    """A plugin loss term: its `name`, and its own parameters (weight included)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class LossesConfig(Strict):
+    content: ContentParams = Field(default_factory=ContentParams)
+    style: StyleParams = Field(default_factory=StyleParams)
+    tv: TVParams = Field(default_factory=TVParams)
+    extra: list[ExtraLoss] = Field(default_factory=list)
+
+
+class PostprocessConfig(Strict):
+    preserve_colors: Literal["ycbcr", "lab"] | None = None
+
+
+class CacheConfig(Strict):
+    enabled: bool = True
+    dir: str = "cache"
+    size_limit_mb: int = Field(2048, ge=1)
+
+
+class LimitsConfig(Strict):
+    max_input_pixels: int = Field(178_956_970, ge=1, description="decompression-bomb guard for every input")
+
+
+class StyleEntry(BaseModel):
+    """A style: `source` names a registered style source; the other keys are its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    source: str = "image"
+    name: str | None = Field(None, description="label used for {style} in output names")
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PipelineConfig(Strict):
+    version: Literal[1] = 1
+    mode: Literal["transfer", "palette", "reconstruct"] = "transfer"
+    reconstruct: Literal["content", "style"] = Field("content", description="what mode: reconstruct rebuilds")
+    content: list[str] = Field(default_factory=list, description="files, folders or globs")
+    styles: list[StyleEntry] = Field(default_factory=list)
+    size: SizeConfig = Field(default_factory=SizeConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    losses: LossesConfig = Field(default_factory=LossesConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    plugins: list[str] = Field(default_factory=list, description="folders of plugin .py files")
+    override_plugins: bool = False
+    executor: Literal["local"] = "local"
+
+    @field_validator("content", "plugins", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("styles", mode="before")
+    @classmethod
+    def _style_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"source": "image", "path": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _inputs_for_mode(self) -> PipelineConfig:
+        needs_content = self.mode == "transfer" or (self.mode == "reconstruct" and self.reconstruct == "content")
+        needs_styles = self.mode in ("transfer", "palette") or (self.mode == "reconstruct" and self.reconstruct == "style")
+        if needs_content and not self.content:
+            raise ValueError(f"mode {self.mode} needs `content:` (files, folders or globs)")
+        if needs_styles and not self.styles:
+            raise ValueError(f"mode {self.mode} needs `styles:`")
+        return self
+
+
+# --- YAML positions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Positions of every key and value in the YAML file, to point errors at a line and column."""
+
+    filename: str
+    root: yaml.Node | None
+    overridden: frozenset[str] = frozenset()
+
+    def locate(self, loc: Loc, *, at_key: bool = False) -> str:
+        """`file:line:col` of the deepest node on `loc` that exists (the key itself if asked)."""
+        dotted = ".".join(str(part) for part in loc)
+        for key in self.overridden:
+            if dotted == key or dotted.startswith(key + "."):
+                return f"--set {key}"
+        node, key_node = self.root, None
+        for part in loc:
+            child, child_key = _child(node, part)
+            if child is None:
+                break
+            node, key_node = child, child_key
+        target = key_node if (at_key and key_node is not None) else node
+        if target is None:
+            return self.filename
+        return f"{self.filename}:{target.start_mark.line + 1}:{target.start_mark.column + 1}"
+
+
+def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node | None, yaml.Node | None]:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if str(key_node.value) == str(part):
+                return value_node, key_node
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return node.value[part], None
+    return None, None
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def config_error(source_map: SourceMap, loc: Loc, message: str, *, at_key: bool = False) -> ConfigError:
+    """A ConfigError that reads `pipeline.yaml:8:13: styles.0.path: file not found`."""
+    return ConfigError(f"{source_map.locate(loc, at_key=at_key)}: {format_loc(loc)}: {message}")
+
+
+def validation_error(source_map: SourceMap, exc: ValidationError, prefix: Loc = ()) -> ConfigError:
+    """Turn pydantic's errors into one line each, pointing at the YAML."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(str(config_error(source_map, loc, message, at_key=err["type"] == "extra_forbidden")))
+    return ConfigError("\n".join(lines))
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    """A validated config plus where it came from: paths in it are relative to `base_dir`."""
+
+    config: PipelineConfig
+    path: Path
+    source_map: SourceMap
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str | Path) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def error(self, loc: Loc, message: str) -> ConfigError:
+        return config_error(self.source_map, loc, message)
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """`--set optimize.steps=50` → (["optimize", "steps"], 50); values are YAML scalars/lists."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set optimize.steps=50")
+    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value is not valid YAML ({exc.problem})") from exc
+    return parts, parsed
+
+
+def apply_override(raw: dict[str, Any], parts: Sequence[str | int], value: Any) -> None:
+    """Set a dotted key in the raw YAML mapping, creating mappings on the way."""
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else (
+            node.get(part) if isinstance(node, dict) else None)
+        if nxt is None:
+            if isinstance(node, list):
+                raise ConfigError(f"--set {format_loc(parts)}: index {part} is past the end of the list")
+            nxt = node[part] = {}
+        if not isinstance(nxt, (dict, list)):
+            raise ConfigError(f"--set {format_loc(parts)}: {format_loc(parts[: i + 1])} is not a mapping")
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise ConfigError(f"--set {format_loc(parts)}: no such list item")
+    node[last] = value
+
+
+def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> LoadedPipeline:
+    """Read, override and validate a pipeline file; every problem is a ConfigError (exit 2)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: pipeline file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline file ({exc})") from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the pipeline must be a YAML mapping of settings, not a {type(raw).__name__}")
+    overridden = []
+    for text_override in overrides:
+        parts, value = parse_override(text_override)
+        apply_override(raw, parts, value)
+        overridden.append(format_loc(parts))
+    source_map = SourceMap(str(path), root, frozenset(overridden))
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(source_map, exc) from None
+    return LoadedPipeline(config, path.resolve(), source_map, raw)
+
+
+def validate_model(model: type[BaseModel], data: Mapping[str, Any], source_map: SourceMap, loc: Loc) -> BaseModel:
+    """Validate a plugin's parameters with the same error format as the rest of the file."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise validation_error(source_map, exc, prefix=loc) from None

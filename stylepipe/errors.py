@@ -1,0 +1,40 @@
+"""Exceptions a user can act on; the CLI maps each family to an exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class StylepipeError(Exception):
+    """Base of every error stylepipe raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(StylepipeError):
+    """The pipeline or command is wrong; nothing was run (exit 2)."""
+
+    exit_code = 2
+
+
+class EnvironmentProblem(StylepipeError):
+    """The machine lacks something the run needs: weights, a device (exit 3)."""
+
+    exit_code = 3
+
+
+class PluginError(ConfigError):
+    """A plugin file or entry point could not be loaded or is malformed."""
+
+
+class InputError(StylepipeError):
+    """One input file cannot be used; fails only the jobs that need it."""
+
+    def __init__(self, path: Path | str, cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{path}: {cause}")
+
+
+class OptimizationError(StylepipeError):
+    """The optimisation diverged (NaN/inf) and no usable image was kept."""

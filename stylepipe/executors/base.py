@@ -1,0 +1,23 @@
+"""The executor seam: how a list of jobs gets run, without the runner knowing where.
+
+`local` runs jobs in this process on one device. A cluster executor (Ray) implements the same
+`run` and gets the same WorkerContext ingredients; `--shard i/N` needs no executor at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from ..events import RunEvents
+from ..plan import Job
+from ..report import ItemReport
+from ..worker import WorkerContext
+
+
+class Executor(Protocol):
+    """Runs jobs and yields one ItemReport per job as each finishes (in any order)."""
+
+    name: str
+
+    def run(self, jobs: Sequence[Job], context: WorkerContext, events: RunEvents) -> Iterator[ItemReport]: ...

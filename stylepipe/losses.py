@@ -1,0 +1,202 @@
+"""Loss definitions of Gatys et al., made resolution-independent, and the LossTerm protocol.
+
+Normalisations (pinned in tests/test_losses.py; weights only mean something with them):
+
+* content  = Σ_l w_l · mean((F_l − P_l)²) / Σ_l w_l           (F: image features, P: content's)
+* gram(F)  = F Fᵀ / (C·H·W)                                      (F reshaped to C × HW)
+* style    = Σ_l w_l · mean((gram(F_l) − A_l)²) / Σ_l w_l      (A: the style's cached Gram target)
+* tv       = mean((x[..., 1:, :] − x[..., :-1, :])²) + mean((x[..., :, 1:] − x[..., :, :-1])²)
+
+Every per-image quantity has shape (B,): a batch of N images is N independent problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Side = Literal["content", "style", "image"]
+Features = Mapping[str, torch.Tensor]
+TensorDict = dict[str, torch.Tensor]
+
+
+# --- pure tensor functions -------------------------------------------------------------------
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Channel correlations that forget *where* things are: the paper's style representation."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per batch item, so batched images never share a loss."""
+    return (a - b).pow(2).flatten(1).mean(dim=1)  # b broadcasts: (C, C) or (1, …) targets
+
+
+def content_loss(features: Features, targets: Features, layer_weights: Mapping[str, float]) -> torch.Tensor:
+    """Weighted mean over layers of the per-image feature MSE."""
+    total = sum(layer_weights.values())
+    return sum(w * per_image_mse(features[l], targets[l]) for l, w in layer_weights.items()) / total
+
+
+def style_loss(features: Features, targets: Features, layer_weights: Mapping[str, float]) -> torch.Tensor:
+    """Weighted mean over layers of the per-image Gram MSE against the cached targets."""
+    total = sum(layer_weights.values())
+    return sum(w * per_image_mse(gram(features[l]), targets[l]) for l, w in layer_weights.items()) / total
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Squared neighbour differences per image: discourages high-frequency noise."""
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).flatten(1).mean(dim=1)
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).flatten(1).mean(dim=1)
+    return dx + dy
+
+
+# --- the LossTerm protocol -------------------------------------------------------------------
+
+
+class TermParams(BaseModel):
+    """Parameters shared by every loss term; plugins subclass this for their own."""
+
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(1.0, ge=0, description="multiplier of this term in the total loss")
+
+
+class LossTerm:
+    """A term of the objective. Subclass it (or duck-type it) and register it with @register_loss.
+
+    A term says which VGG taps it reads (`layers`), which side it matches (`side`: "content",
+    "style" or "image" for regularisers), how to turn a style image's or content image's
+    features into targets (cached for style), and how to score a batch against those targets.
+    """
+
+    name: ClassVar[str] = "term"
+    version: ClassVar[int] = 1
+    side: ClassVar[Side] = "image"
+    Params: ClassVar[type[TermParams]] = TermParams
+
+    def __init__(self, params: TermParams | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    @property
+    def weight(self) -> float:
+        return float(self.params.weight)
+
+    @property
+    def layers(self) -> Sequence[str]:
+        return ()
+
+    def style_targets(self, features: Features) -> TensorDict:
+        """Statistics of one style image (batch of 1) that `loss` compares against; cached."""
+        return {}
+
+    def content_targets(self, features: Features) -> TensorDict:
+        """Statistics of the content images (batched) that `loss` compares against."""
+        return {}
+
+    def loss(self, image: torch.Tensor, features: Features, content: Features, style: Features) -> torch.Tensor:
+        """Per-image loss, shape (B,)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything about this term that changes its style targets (part of the cache key)."""
+        params = self.params.model_dump(mode="json", exclude={"weight"})
+        return {"term": self.name, "version": self.version, "params": params}
+
+
+def _weights_for(layers: Sequence[str], layer_weights: Mapping[str, float]) -> dict[str, float]:
+    """Per-layer weights, defaulting to 1 (an unweighted mean)."""
+    return {layer: float(layer_weights.get(layer, 1.0)) for layer in layers}
+
+
+class LayeredParams(TermParams):
+    """A term that reads several layers, each with an optional weight."""
+
+    layers: list[str]
+    layer_weights: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("layers")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        from .errors import ConfigError
+        from .network import check_layers
+
+        if not value:
+            raise ValueError("at least one layer is needed")
+        try:
+            check_layers(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class ContentParams(LayeredParams):
+    layers: list[str] = Field(default_factory=lambda: ["relu4_2"])
+
+
+class StyleParams(LayeredParams):
+    layers: list[str] = Field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
+    weight: float = Field(3e4, ge=0)
+
+
+class TVParams(TermParams):
+    weight: float = Field(0.0, ge=0)
+
+
+class ContentLoss(LossTerm):
+    """Keep the content photo's arrangement: feature MSE at deep layers."""
+
+    name = "content"
+    side = "content"
+    Params = ContentParams
+
+    @property
+    def layers(self) -> Sequence[str]:
+        return self.params.layers
+
+    def content_targets(self, features: Features) -> TensorDict:
+        return {layer: features[layer].detach() for layer in self.layers}
+
+    def loss(self, image, features, content, style):
+        return content_loss(features, content, _weights_for(self.layers, self.params.layer_weights))
+
+
+class StyleLoss(LossTerm):
+    """Match the style's Gram matrices: its textures, colours and strokes, not its layout."""
+
+    name = "style"
+    side = "style"
+    Params = StyleParams
+
+    @property
+    def layers(self) -> Sequence[str]:
+        return self.params.layers
+
+    def fingerprint(self) -> dict[str, Any]:
+        # Layer weights only scale the loss; the Gram targets depend on the layers alone.
+        return {"term": self.name, "version": self.version, "layers": list(self.layers)}
+
+    def style_targets(self, features: Features) -> TensorDict:
+        return {layer: gram(features[layer]).detach()[0] for layer in self.layers}
+
+    def loss(self, image, features, content, style):
+        return style_loss(features, style, _weights_for(self.layers, self.params.layer_weights))
+
+
+class TotalVariation(LossTerm):
+    """Optional smoothness regulariser on the pixels themselves."""
+
+    name = "tv"
+    side = "image"
+    Params = TVParams
+
+    def loss(self, image, features, content, style):
+        return tv_loss(image)
+
+
+BUILTIN_TERMS: tuple[type[LossTerm], ...] = (ContentLoss, StyleLoss, TotalVariation)

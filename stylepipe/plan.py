@@ -1,0 +1,363 @@
+"""From a validated config to jobs: inputs expanded, terms and sources built, outputs named.
+
+The plan is the single place where YAML-level names (plugin names, globs, output patterns) turn
+into plain objects. Everything after it — targets, executors, the optimiser — sees only Jobs and
+RunSettings. Resume decisions live here too: a job whose output and sidecar hash match is
+already done.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import LoadedPipeline, PipelineConfig, validate_model
+from .errors import ConfigError, InputError
+from .images import LoadedImage, file_sha256, load_image
+from .losses import LossTerm
+from .optimize import OptimizeSettings
+from .registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_builtins
+from .styles import StyleContext, StyleSource
+from .targets import StyleSizing
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
+#: Bump when a change to the algorithm should invalidate every finished output.
+ALGORITHM_VERSION = 1
+SIDECAR_DIR = ".stylepipe"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a worker needs besides the jobs, as plain values (no pydantic, no YAML)."""
+
+    mode: str
+    size_max_side: int | None
+    size_max_pixels: int | None
+    optimize: OptimizeSettings
+    init: str
+    init_path: Path | None
+    seed: int
+    preserve_colors: str | None
+    output_format: str
+    output_quality: int
+    max_input_pixels: int
+    network: str
+    network_weights: Path | None
+    pooling: str
+    device: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output to make: a content picture (or none) styled by one style source."""
+
+    index: int
+    content: Path | None
+    style: StyleSource | None
+    output: Path
+    fingerprint: str | None
+    error: str | None = None  # set when a fingerprint could not be taken (unreadable input)
+
+    @property
+    def content_label(self) -> str:
+        return str(self.content) if self.content else "-"
+
+    @property
+    def style_label(self) -> str:
+        return self.style.label if self.style else "-"
+
+
+@dataclass
+class Plan:
+    """Jobs to run and jobs already done, plus the terms and settings they share."""
+
+    pipeline: LoadedPipeline
+    settings: RunSettings
+    terms: list[LossTerm]
+    sizing: StyleSizing
+    jobs: list[Job]
+    done: list[Job] = field(default_factory=list)
+    output_dir: Path = Path("outputs")
+
+    @property
+    def todo(self) -> list[Job]:
+        done = {job.index for job in self.done}
+        return [job for job in self.jobs if job.index not in done]
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+def expand_inputs(pipeline: LoadedPipeline, entries: Iterable[str], key: str) -> list[Path]:
+    """Files, folders (their pictures, sorted) and globs; one that matches nothing is an error."""
+    found: list[Path] = []
+    for i, entry in enumerate(entries):
+        path = pipeline.resolve(entry)
+        if glob.has_magic(str(path)):
+            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
+            matches = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            matches = [path]
+        else:
+            raise pipeline.error((key, i), f"file not found: {path}")
+        if not matches:
+            raise pipeline.error((key, i), f"no pictures match {entry!r} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        found.extend(matches)
+    return list(dict.fromkeys(found))
+
+
+def build_terms(pipeline: LoadedPipeline) -> list[LossTerm]:
+    """The active loss terms for the mode, built-ins first, then plugins from `losses.extra`."""
+    cfg = pipeline.config
+    terms: list[LossTerm] = [
+        LOSSES.get("content")(cfg.losses.content),
+        LOSSES.get("style")(cfg.losses.style),
+        LOSSES.get("tv")(cfg.losses.tv),
+    ]
+    for i, extra in enumerate(cfg.losses.extra):
+        try:
+            factory = LOSSES.get(extra.name)
+        except ConfigError as exc:
+            raise pipeline.error(("losses", "extra", i, "name"), str(exc)) from None
+        params = validate_model(factory.Params, extra.model_extra or {}, pipeline.source_map, ("losses", "extra", i))
+        terms.append(factory(params))
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names):
+        raise pipeline.error(("losses", "extra"), "each loss term may appear once")
+    return [t for t in terms if t.weight > 0 and _active(t, cfg)]
+
+
+def _active(term: LossTerm, cfg: PipelineConfig) -> bool:
+    """Which sides a mode uses: palette and style reconstruction have no content, and vice versa."""
+    if cfg.mode == "transfer":
+        return True
+    style_only = cfg.mode == "palette" or cfg.reconstruct == "style"
+    return term.side != ("content" if style_only else "style")
+
+
+def _uses(terms: list[LossTerm], side: str) -> bool:
+    return any(term.side == side for term in terms)
+
+
+def build_styles(pipeline: LoadedPipeline, context: StyleContext) -> list[StyleSource]:
+    """One StyleSource per style (a folder or glob in an `image` entry gives one per picture)."""
+    sources: list[StyleSource] = []
+    for i, entry in enumerate(pipeline.config.styles):
+        loc = ("styles", i)
+        try:
+            factory = STYLE_SOURCES.get(entry.source)
+        except ConfigError as exc:
+            raise pipeline.error(loc + ("source",), str(exc)) from None
+        raw = entry.params()
+        if factory.name == "image" and isinstance(raw.get("path"), str):
+            paths = expand_inputs(pipeline, [raw["path"]], "styles")  # folders/globs allowed
+            variants = [{**raw, "path": str(p)} for p in paths]
+        else:
+            variants = [raw]
+        for params_raw in variants:
+            params = validate_model(factory.Params, params_raw, pipeline.source_map, loc)
+            label = entry.name if len(variants) == 1 else None
+            source = factory(params, context, label)
+            for path in source.files():
+                if not path.is_file():
+                    raise pipeline.error(loc, f"style file not found: {path}")
+            sources.append(source)
+    labels = [s.label for s in sources]
+    dupes = sorted({label for label in labels if labels.count(label) > 1})
+    if dupes:
+        raise pipeline.error(("styles",), f"two styles share the label {dupes[0]!r}; give one a `name:`")
+    return sources
+
+
+# --- outputs and resume --------------------------------------------------------------------------
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a label: no separators, no dots at the start."""
+    cleaned = _UNSAFE.sub("_", text).strip("._") or "_"
+    return cleaned[:120]
+
+
+def output_path(out_dir: Path, pattern: str, fields: dict[str, str]) -> Path:
+    """Fill the pattern; the result must stay inside out_dir whatever the labels contain."""
+    try:
+        name = pattern.format(**{k: safe_name(v) for k, v in fields.items()})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"output.pattern {pattern!r}: unknown field {exc}; use {{content}} {{style}} {{mode}} {{ext}} {{index}}") from None
+    path = (out_dir / name).resolve()
+    root = out_dir.resolve()
+    if root not in path.parents:
+        raise ConfigError(f"output.pattern {pattern!r} gives {name!r}, which is outside {out_dir}")
+    return path
+
+
+def sidecar_path(out_dir: Path, output: Path) -> Path:
+    """Where the hash of what made an output lives: `<out>/.stylepipe/<name>.json`."""
+    return out_dir.resolve() / SIDECAR_DIR / (str(output.relative_to(out_dir.resolve())) + ".json")
+
+
+def is_done(out_dir: Path, job: Job) -> bool:
+    """An output counts as done when it exists and its sidecar holds this job's hash."""
+    if job.fingerprint is None or not job.output.is_file():
+        return False
+    try:
+        recorded = json.loads(sidecar_path(out_dir, job.output).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(recorded, dict) and recorded.get("fingerprint") == job.fingerprint
+
+
+def _settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleSizing, init_sha: str | None) -> dict[str, Any]:
+    data = asdict(settings)
+    for volatile in ("device", "network_weights", "init_path"):
+        data.pop(volatile)
+    return {
+        "algorithm": ALGORITHM_VERSION,
+        "settings": json.loads(json.dumps(data, default=str)),
+        "terms": [dict(term.fingerprint(), weight=term.weight) for term in terms],
+        "sizing": asdict(sizing),
+        "init_sha": init_sha,
+    }
+
+
+def job_fingerprint(content_sha: str | None, style: StyleSource | None, settings_digest: dict[str, Any], weights_id: str) -> str:
+    """Hash of everything that made an output: inputs' bytes, style, settings, network."""
+    payload = {
+        "content": content_sha,
+        "style": style.fingerprint() if style else None,
+        "settings": settings_digest,
+        "weights": weights_id,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --- the plan ------------------------------------------------------------------------------------
+
+
+def run_settings(pipeline: LoadedPipeline) -> RunSettings:
+    cfg = pipeline.config
+    init = cfg.optimize.init
+    init_path = None
+    if init not in ("content", "noise"):
+        init_path = pipeline.resolve(init)
+        if not init_path.is_file():
+            raise pipeline.error(("optimize", "init"), f"use content, noise, or an existing picture file (not found: {init_path})")
+        init = "image"
+    if init == "content" and (cfg.mode == "palette" or (cfg.mode == "reconstruct")):
+        init = "noise"  # nothing to start from but noise when reconstructing or painting a palette
+    return RunSettings(
+        mode=cfg.mode if cfg.mode != "reconstruct" else f"reconstruct-{cfg.reconstruct}",
+        size_max_side=cfg.size.max_side,
+        size_max_pixels=cfg.size.max_pixels,
+        optimize=OptimizeSettings(cfg.optimize.optimizer, cfg.optimize.steps, cfg.optimize.lr),
+        init=init,
+        init_path=init_path,
+        seed=cfg.optimize.seed,
+        preserve_colors=cfg.postprocess.preserve_colors,
+        output_format=cfg.output.format,
+        output_quality=cfg.output.quality,
+        max_input_pixels=cfg.limits.max_input_pixels,
+        network=cfg.network.name,
+        network_weights=pipeline.resolve(cfg.network.weights) if cfg.network.weights else None,
+        pooling=cfg.network.pooling,
+        device=cfg.network.device,
+    )
+
+
+def style_sizing(cfg: PipelineConfig) -> StyleSizing:
+    """Style pictures' size: absolute if given, else the output size scaled by style_scale."""
+    if cfg.size.style_max_side:
+        return StyleSizing(cfg.size.style_max_side, None)
+    scale = cfg.size.style_scale
+    max_side = round(cfg.size.max_side * scale) if cfg.size.max_side else None
+    max_pixels = round(cfg.size.max_pixels * scale * scale) if cfg.size.max_pixels else None
+    return StyleSizing(max_side, max_pixels)
+
+
+def load_plugins(pipeline: LoadedPipeline) -> None:
+    """Built-ins plus the folders this pipeline names (never the working directory on its own)."""
+    register_builtins()
+    folders = []
+    for i, folder in enumerate(pipeline.config.plugins):
+        path = pipeline.resolve(folder)
+        if not path.is_dir():
+            raise pipeline.error(("plugins", i), f"plugin folder not found: {path}")
+        folders.append(path)
+    load_plugin_folders(folders, override=pipeline.config.override_plugins)
+
+
+def make_loader(max_input_pixels: int) -> Callable[[Path], LoadedImage]:
+    """A memoised picture loader: each style picture is decoded once per run."""
+
+    @lru_cache(maxsize=32)
+    def load(path: Path) -> LoadedImage:
+        return load_image(path, max_input_pixels)
+
+    return load
+
+
+def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False, output_dir: Path | None = None) -> Plan:
+    """Expand the pipeline into jobs, name their outputs, and mark the ones already done."""
+    cfg = pipeline.config
+    load_plugins(pipeline)
+    terms = build_terms(pipeline)
+    if not terms:
+        raise pipeline.error(("losses",), f"no loss term is active in mode {cfg.mode}; give one a weight above 0")
+    settings = run_settings(pipeline)
+    sizing = style_sizing(cfg)
+    hashes: dict[Path, str] = {}
+
+    def sha(path: Path) -> str:
+        if path not in hashes:
+            try:
+                hashes[path] = file_sha256(path)
+            except OSError as exc:
+                raise InputError(path, f"cannot read ({exc.strerror or exc})") from exc
+        return hashes[path]
+
+    context = StyleContext(pipeline.base_dir, make_loader(settings.max_input_pixels), sha)
+    uses_content = _uses(terms, "content") or (cfg.mode == "transfer")
+    uses_style = _uses(terms, "style") or cfg.mode in ("transfer", "palette")
+    contents: list[Path | None] = expand_inputs(pipeline, cfg.content, "content") if uses_content else [None]
+    styles: list[StyleSource | None] = build_styles(pipeline, context) if uses_style else [None]
+    init_sha = sha(settings.init_path) if settings.init_path else None
+    digest = _settings_digest(settings, terms, sizing, init_sha)
+    out_dir = (output_dir or pipeline.resolve(cfg.output.dir)).resolve()
+    jobs: list[Job] = []
+    seen: dict[Path, Job] = {}
+    for content in contents:
+        for style in styles:
+            index = len(jobs)
+            fields = {
+                "content": content.stem if content else "palette",
+                "style": style.label if style else "content",
+                "mode": settings.mode,
+                "ext": cfg.output.format,
+                "index": f"{index:05d}",
+            }
+            output = output_path(out_dir, cfg.output.pattern, fields)
+            if output in seen:
+                other = seen[output]
+                raise pipeline.error(("output", "pattern"), f"{other.content_label} and {content} would both write {output.name}; add {{index}} or rename")
+            try:
+                fingerprint, error = job_fingerprint(sha(content) if content else None, style, digest, weights_id), None
+            except InputError as exc:
+                fingerprint, error = None, str(exc)
+            job = Job(index, content, style, output, fingerprint, error)
+            seen[output] = job
+            jobs.append(job)
+    plan = Plan(pipeline, settings, terms, sizing, jobs, output_dir=out_dir)
+    if not force:
+        plan.done = [job for job in jobs if is_done(out_dir, job)]
+    return plan

@@ -1,0 +1,141 @@
+"""Wires the stages: config → plan → style targets (cached) → executor → report.
+
+The runner owns no maths and no I/O format; it decides the order and makes sure that whatever
+happens — a bad picture, a broken cache, Ctrl-C — the report of what was done gets written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .cache import TargetCache
+from .config import LoadedPipeline
+from .errors import EnvironmentProblem, StylepipeError
+from .events import NullEvents, RunEvents
+from .executors import get_executor
+from .network import build_extractor, network_fingerprint, weights_id
+from .plan import Plan, build_plan
+from .report import ItemReport, RunReport, write_json_atomic
+from .styles import StyleSource
+from .targets import TargetStore, style_terms, target_key
+from .worker import WorkerContext
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; asking for a device that is absent is an environment error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EnvironmentProblem(f"network.device is {name!r} but no CUDA device is available; use auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise EnvironmentProblem(f"network.device is {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+def open_cache(pipeline: LoadedPipeline) -> TargetCache:
+    """The configured cache, or a memory-only one when disabled (never fatal)."""
+    cfg = pipeline.config.cache
+    directory = pipeline.resolve(cfg.dir) if cfg.enabled else None
+    return TargetCache(directory, size_limit_bytes=cfg.size_limit_mb * 1024 * 1024)
+
+
+def make_plan(pipeline: LoadedPipeline, *, force: bool = False, output_dir: Path | None = None) -> Plan:
+    """The plan, with the network identity that resume hashes depend on."""
+    settings = pipeline.config.network
+    weights = weights_id(settings.name, pipeline.resolve(settings.weights) if settings.weights else None)
+    return build_plan(pipeline, weights_id=weights, force=force, output_dir=output_dir)
+
+
+def distinct_styles(jobs: list) -> list[StyleSource]:
+    seen: dict[str, StyleSource] = {}
+    for job in jobs:
+        if job.style is not None:
+            seen.setdefault(job.style.label, job.style)
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class PlannedTarget:
+    label: str
+    key: str
+    cached: bool
+
+
+def cached_targets(plan: Plan, cache: TargetCache) -> list[PlannedTarget]:
+    """For a dry run: which styles' targets are already in the cache."""
+    cfg = plan.pipeline.config.network
+    network = network_fingerprint(cfg.name, weights_id(cfg.name, plan.settings.network_weights), cfg.pooling)
+    if not style_terms(plan.terms):
+        return []
+    out = []
+    for source in distinct_styles(plan.jobs):
+        try:
+            key = target_key(source, network, plan.terms, plan.sizing)
+        except StylepipeError:
+            continue
+        out.append(PlannedTarget(source.label, key, key in cache))
+    return out
+
+
+def run_pipeline(
+    pipeline: LoadedPipeline,
+    *,
+    force: bool = False,
+    report_path: Path | None = None,
+    output_dir: Path | None = None,
+    executor: str | None = None,
+    events: RunEvents | None = None,
+) -> RunReport:
+    """Run every job that is not already done and write the report; returns it."""
+    events = events or NullEvents()
+    start = time.perf_counter()
+    runner = get_executor(executor or pipeline.config.executor)
+    plan = make_plan(pipeline, force=force, output_dir=output_dir)
+    device = resolve_device(plan.settings.device)
+    report = RunReport(pipeline=str(pipeline.path), device=str(device))
+    report.items += [
+        ItemReport(job.content_label, job.style_label, str(job.output), "skipped", job=job.index) for job in plan.done
+    ]
+    events.planned(len(plan.jobs), len(plan.todo))
+    report_path = report_path or plan.output_dir / "report.json"
+    try:
+        if plan.todo:
+            _execute(plan, device, runner, report, events)
+    finally:
+        report.seconds = time.perf_counter() - start
+        write_json_atomic(report.to_dict(), report_path)
+    return report
+
+
+def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events: RunEvents) -> None:
+    settings = plan.settings
+    extractor = build_extractor(settings.network, settings.network_weights, settings.pooling, device)  # type: ignore[arg-type]
+    context = WorkerContext(extractor, plan.terms, settings, device, plan.output_dir)
+    with open_cache(plan.pipeline) as cache:
+        store = TargetStore(cache, extractor, plan.terms, plan.sizing, device)
+        try:
+            if style_terms(plan.terms):
+                for source in distinct_styles(plan.todo):
+                    hits = store.cache_hits
+                    try:
+                        context.style_targets[source.label] = store.get(source)
+                    except StylepipeError as exc:
+                        context.style_errors[source.label] = str(exc)
+                    events.targets(source.label, store.cache_hits > hits)
+            for item in runner.run(plan.todo, context, events):
+                report.items.append(item)
+        finally:
+            report.targets_computed = store.computed
+            report.targets_cache_hits = store.cache_hits
+            for message in cache.warnings:
+                events.warning(message)
+            report.warnings += cache.warnings
