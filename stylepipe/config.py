@@ -173,7 +173,7 @@ class SourceMap:
         dotted = ".".join(str(part) for part in loc)
         for key in self.overridden:
             if dotted == key or dotted.startswith(key + "."):
-                return f"--set {key}"
+                return "--set"
         node, key_node = self.root, None
         for part in loc:
             child, child_key = _child(node, part)
