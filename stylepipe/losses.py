@@ -141,7 +141,7 @@ class ContentParams(LayeredParams):
 
 class StyleParams(LayeredParams):
     layers: list[str] = Field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
-    weight: float = Field(3e4, ge=0)
+    weight: float = Field(1e5, ge=0)
 
 
 class TVParams(TermParams):

@@ -72,6 +72,7 @@ class NetworkWeights:
     input_stage: nn.Module
     padding_mode: str
     sha256: str
+    ceil_mode: bool = False  # how pools treat odd sizes: as the weights' original framework did
 
 
 class _Truncated(nn.Module):
@@ -93,7 +94,8 @@ class _Truncated(nn.Module):
                     conv.bias.copy_(bias)
                 layers += [conv, nn.ReLU(inplace=False)]
                 in_ch = out_ch
-            layers.append(nn.AvgPool2d(2, 2, ceil_mode=True) if pooling == "avg" else nn.MaxPool2d(2, 2, ceil_mode=True))
+            ceil = weights.ceil_mode
+            layers.append(nn.AvgPool2d(2, 2, ceil_mode=ceil) if pooling == "avg" else nn.MaxPool2d(2, 2, ceil_mode=ceil))
         self.layers = nn.ModuleList(layers)
 
 
@@ -216,7 +218,7 @@ def load_gatys(path: Path | None = None, *, verify: bool = True) -> NetworkWeigh
         input_conv.weight.copy_(state["0.weight"].float())
         input_conv.bias.copy_(state["0.bias"].float())
     convs = _convs_from(state, _GATYS_CONV_KEYS, "", path)
-    return NetworkWeights("vgg19-gatys", convs, input_conv, "reflect", digest)
+    return NetworkWeights("vgg19-gatys", convs, input_conv, "reflect", digest, ceil_mode=True)
 
 
 def load_torchvision(path: Path | None = None) -> NetworkWeights:

@@ -131,8 +131,10 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
                     except StylepipeError as exc:
                         context.style_errors[source.label] = str(exc)
                     events.targets(source.label, store.cache_hits > hits)
+            jobs = {job.index: job for job in plan.todo}
             for item in runner.run(plan.todo, context, events):
-                report.items.append(item)
+                report.items.append(item)  # recorded before anything else can interrupt
+                events.job_finished(jobs[item.job], item)
         finally:
             report.targets_computed = store.computed
             report.targets_cache_hits = store.cache_hits

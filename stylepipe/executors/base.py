@@ -16,7 +16,11 @@ from ..worker import WorkerContext
 
 
 class Executor(Protocol):
-    """Runs jobs and yields one ItemReport per job as each finishes (in any order)."""
+    """Runs jobs and yields one ItemReport per job as each finishes (in any order).
+
+    It may call `events.job_started` and `events.step`; the runner calls `job_finished` once it
+    has recorded the item, so an interruption never loses a finished job from the report.
+    """
 
     name: str
 

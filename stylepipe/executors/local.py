@@ -18,6 +18,4 @@ class LocalExecutor:
     def run(self, jobs: Sequence[Job], context: WorkerContext, events: RunEvents) -> Iterator[ItemReport]:
         for job in sorted(jobs, key=lambda j: (j.style_label, j.index)):
             events.job_started(job)
-            item = process_job(job, context, events)
-            events.job_finished(job, item)
-            yield item
+            yield process_job(job, context, events)

