@@ -19,8 +19,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/make_run.py
+bench:
+	benchmarks/make_run.sh
 
 clean:
 	rm -rf $(VENV) outputs cache/*.db cache/??

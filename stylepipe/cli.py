@@ -31,7 +31,7 @@ plugins_app = typer.Typer(no_args_is_help=True, help="Loss terms and style sourc
 app.add_typer(cache_app, name="cache")
 app.add_typer(plugins_app, name="plugins")
 
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, highlight=False)
 log = logging.getLogger("stylepipe")
 T = TypeVar("T")
@@ -112,6 +112,16 @@ class CliEvents:
         log.warning("%s", message)
 
 
+def _short(path: str | None) -> str:
+    """Paths relative to the working directory when they are below it: tables stay readable."""
+    if not path:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def _summary_table(items: list[ItemReport]) -> Table:
     table = Table(box=None, pad_edge=False)
     for column in ("status", "content", "style", "output / error", "seconds", "style loss"):
@@ -120,7 +130,7 @@ def _summary_table(items: list[ItemReport]) -> Table:
     for item in sorted(items, key=lambda i: i.job):
         style_loss = item.loss.get("style") if item.loss else None
         table.add_row(f"[{colours[item.status]}]{item.status}[/]", Path(item.content).name, item.style,
-                      item.output if item.status != "failed" else (item.error or ""), f"{item.seconds:.1f}",
+                      _short(item.output) if item.status != "failed" else (item.error or ""), f"{item.seconds:.1f}",
                       f"{style_loss:.3g}" if style_loss is not None else "")
     return table
 
@@ -195,7 +205,7 @@ def plan_cmd(
         for column in ("job", "status", "content", "style", "output"):
             table.add_column(column)
         for j in jobs:
-            table.add_row(str(j["job"]), j["status"], Path(j["content"]).name, j["style"], j["output"])
+            table.add_row(str(j["job"]), j["status"], Path(j["content"]).name, j["style"], _short(j["output"]))
         stdout.print(table)
         for t in targets:
             stdout.print(f"style target {t.label}: {'cached' if t.cached else 'to compute'}")
