@@ -12,9 +12,8 @@ import glob
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -297,14 +296,38 @@ def load_plugins(pipeline: LoadedPipeline) -> None:
     load_plugin_folders(folders, override=pipeline.config.override_plugins)
 
 
-def make_loader(max_input_pixels: int) -> Callable[[Path], LoadedImage]:
-    """A memoised picture loader: each style picture is decoded once per run."""
+class PictureLoader:
+    """A memoised picture loader (each style picture is decoded once per process); picklable."""
 
-    @lru_cache(maxsize=32)
-    def load(path: Path) -> LoadedImage:
-        return load_image(path, max_input_pixels)
+    def __init__(self, max_input_pixels: int, capacity: int = 16) -> None:
+        self.max_input_pixels = max_input_pixels
+        self.capacity = capacity
+        self._memo: dict[Path, LoadedImage] = {}
 
-    return load
+    def __call__(self, path: Path) -> LoadedImage:
+        if path not in self._memo:
+            if len(self._memo) >= self.capacity:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[path] = load_image(path, self.max_input_pixels)
+        return self._memo[path]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_input_pixels": self.max_input_pixels, "capacity": self.capacity, "_memo": {}}
+
+
+class FileHasher:
+    """sha256 of files, each read once per process; unreadable files become InputErrors."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[Path, str] = {}
+
+    def __call__(self, path: Path) -> str:
+        if path not in self._hashes:
+            try:
+                self._hashes[path] = file_sha256(path)
+            except OSError as exc:
+                raise InputError(path, f"cannot read ({exc.strerror or exc})") from exc
+        return self._hashes[path]
 
 
 def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False, output_dir: Path | None = None) -> Plan:
@@ -316,17 +339,8 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
         raise pipeline.error(("losses",), f"no loss term is active in mode {cfg.mode}; give one a weight above 0")
     settings = run_settings(pipeline)
     sizing = style_sizing(cfg)
-    hashes: dict[Path, str] = {}
-
-    def sha(path: Path) -> str:
-        if path not in hashes:
-            try:
-                hashes[path] = file_sha256(path)
-            except OSError as exc:
-                raise InputError(path, f"cannot read ({exc.strerror or exc})") from exc
-        return hashes[path]
-
-    context = StyleContext(pipeline.base_dir, make_loader(settings.max_input_pixels), sha)
+    sha = FileHasher()
+    context = StyleContext(pipeline.base_dir, PictureLoader(settings.max_input_pixels), sha)
     uses_content = _uses(terms, "content") or (cfg.mode == "transfer")
     uses_style = _uses(terms, "style") or cfg.mode in ("transfer", "palette")
     contents: list[Path | None] = expand_inputs(pipeline, cfg.content, "content") if uses_content else [None]

@@ -22,7 +22,7 @@ from .plan import Plan, build_plan
 from .report import ItemReport, RunReport, write_json_atomic
 from .styles import StyleSource
 from .targets import TargetStore, style_terms, target_key
-from .worker import WorkerContext
+from .worker import WorkerContext, WorkerSpec
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,7 +119,11 @@ def run_pipeline(
 def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events: RunEvents) -> None:
     settings = plan.settings
     extractor = build_extractor(settings.network, settings.network_weights, settings.pooling, device)  # type: ignore[arg-type]
-    context = WorkerContext(extractor, plan.terms, settings, device, plan.output_dir)
+    config = plan.pipeline.config
+    spec = WorkerSpec(plan.terms, settings, plan.output_dir,
+                      plugin_folders=tuple(plan.pipeline.resolve(folder).resolve() for folder in config.plugins),
+                      override_plugins=config.override_plugins)
+    context = WorkerContext.from_spec(spec, extractor, device)  # shares spec's target dicts
     with open_cache(plan.pipeline) as cache:
         store = TargetStore(cache, extractor, plan.terms, plan.sizing, device)
         try:

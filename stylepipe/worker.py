@@ -1,8 +1,9 @@
-"""One job, start to finish on one device: load, resize, optimise, postprocess, save.
+"""Jobs, start to finish on one device: load, resize, optimise, postprocess, save.
 
-A WorkerContext holds what every job on a device shares (the network, the active terms, the
-style targets computed up front); `process_job` never raises for a job's own problems — it
-returns a failed ItemReport naming the file and the cause, so the run goes on.
+A WorkerSpec is everything a worker needs that can travel (to a Ray actor, say): the active
+terms, the settings, the style targets computed once by the driver, the plugin folders to load.
+A WorkerContext is that plus the network, built once per device. `process_batch` never raises
+for a job's own problems — it returns failed ItemReports naming the file and the cause.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ log = logging.getLogger("stylepipe")
 
 
 @dataclass
+class WorkerSpec:
+    """The picklable part of a worker's context: shipped once to every worker."""
+
+    terms: list[LossTerm]
+    settings: RunSettings
+    out_dir: Path
+    style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
+    style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
+    plugin_folders: tuple[Path, ...] = ()
+    override_plugins: bool = False
+
+
+@dataclass
 class WorkerContext:
     """What every job on one device shares; built once per run (or once per Ray actor)."""
 
@@ -40,6 +54,23 @@ class WorkerContext:
     out_dir: Path
     style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
     style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
+    spec: WorkerSpec | None = None  # what a remote executor ships to its workers
+
+    @classmethod
+    def from_spec(cls, spec: WorkerSpec, extractor: FeatureExtractor, device: torch.device) -> WorkerContext:
+        return cls(extractor, spec.terms, spec.settings, device, spec.out_dir, spec.style_targets, spec.style_errors, spec)
+
+    @classmethod
+    def build(cls, spec: WorkerSpec, device: torch.device) -> WorkerContext:
+        """In a fresh process: load the plugins the terms need, then the network, once."""
+        from .network import build_extractor
+        from .registry import load_plugin_folders, register_builtins
+
+        register_builtins()
+        load_plugin_folders(spec.plugin_folders, override=spec.override_plugins)
+        settings = spec.settings
+        extractor = build_extractor(settings.network, settings.network_weights, settings.pooling, device)  # type: ignore[arg-type]
+        return cls.from_spec(spec, extractor, device)
 
 
 def _output_size(job: Job, settings: RunSettings, content: torch.Tensor | None) -> tuple[int, int]:
@@ -103,3 +134,12 @@ def process_job(job: Job, ctx: WorkerContext, events: RunEvents | None = None) -
     item.seconds = round(time.perf_counter() - start, 3)
     return item
 
+
+def process_batch(jobs: list[Job], ctx: WorkerContext, events: RunEvents | None = None) -> list[ItemReport]:
+    """Make a group of outputs that share a style; one report per job, failures included."""
+    events = events or NullEvents()
+    items = []
+    for job in jobs:
+        events.job_started(job)
+        items.append(process_job(job, ctx, events))
+    return items

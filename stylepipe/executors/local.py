@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from ..events import RunEvents
 from ..plan import Job
 from ..report import ItemReport
-from ..worker import WorkerContext, process_job
+from ..worker import WorkerContext, process_batch
 
 
 class LocalExecutor:
@@ -17,5 +17,4 @@ class LocalExecutor:
 
     def run(self, jobs: Sequence[Job], context: WorkerContext, events: RunEvents) -> Iterator[ItemReport]:
         for job in sorted(jobs, key=lambda j: (j.style_label, j.index)):
-            events.job_started(job)
-            yield process_job(job, context, events)
+            yield from process_batch([job], context, events)
