@@ -103,6 +103,16 @@ class LimitsConfig(Strict):
     max_input_pixels: int = Field(178_956_970, ge=1, description="decompression-bomb guard for every input")
 
 
+class RayConfig(Strict):
+    """Where and how the `ray` executor runs (ignored by `local`)."""
+
+    address: str | None = Field(None, description="None: start a local Ray; 'auto': the running cluster; 'ray://host:10001'")
+    num_workers: int | None = Field(None, ge=1, description="long-lived worker actors (default: one per GPU, else per CPU)")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(1.0, ge=0, description="claimed only when the cluster has GPUs")
+    max_retries: int = Field(2, ge=0, description="times a job is retried after its worker died")
+
+
 class StyleEntry(BaseModel):
     """A style: `source` names a registered style source; the other keys are its parameters."""
 
@@ -130,7 +140,8 @@ class PipelineConfig(Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     plugins: list[str] = Field(default_factory=list, description="folders of plugin .py files")
     override_plugins: bool = False
-    executor: Literal["local"] = "local"
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("content", "plugins", mode="before")
     @classmethod
