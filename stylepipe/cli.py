@@ -1,8 +1,10 @@
 """The command line: typer commands that turn stylepipe's exceptions into exit codes.
 
 Results (tables, JSON) go to stdout; logs and progress go to stderr, with live bars only when
-stderr is a terminal. Exit codes: 0 all done or skipped, 1 some jobs failed, 2 configuration or
-usage error (nothing run), 3 environment problem (no weights, no device).
+stderr is a terminal. Exit codes: 0 all done or skipped (or stopped cleanly by a bound or
+SIGTERM, with the rest reported as remaining), 1 some jobs failed, 2 configuration or usage
+error (nothing run), 3 environment problem (no weights, no device), 4 another run holds the
+output folder's lock.
 """
 
 from __future__ import annotations
@@ -135,6 +137,26 @@ def _summary_table(items: list[ItemReport]) -> Table:
     return table
 
 
+def _install_stop_handlers(bounds) -> None:
+    """SIGTERM (and a first Ctrl-C) finish the current job, write the report and exit."""
+    import signal
+
+    def request_stop(signum: int, frame: object) -> None:
+        if bounds.stop_requested.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now (the report is still written)
+        bounds.stop_requested.set()
+        log.warning("%s received: finishing the current job, then stopping", signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+
+
+def _add_log_file(path: Path) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
 @app.command()
 def run(
     pipeline: PipelineArg = Path("pipeline.yaml"),
@@ -142,26 +164,39 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="redo outputs that are already up to date")] = False,
     set_: SetOpt = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override output.dir")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="override the pipeline's executor")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object on stdout")] = False,
+    executor: Annotated[Optional[str], typer.Option(help="override the pipeline's executor (local, ray)")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="run shard I/N of the jobs (stable hash), e.g. 0/4")] = None,
+    max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", min=1, help="stop cleanly after this many jobs")] = None,
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop cleanly before this wall time is exceeded (90s, 45m, 2h)")] = None,
+    log_file: Annotated[Optional[Path], typer.Option("--log-file", help="also write logs to this file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the run summary as one JSON object on stdout")] = False,
 ) -> None:
     """Run the pipeline: style every content × style pair that is not already done."""
     from .config import load_pipeline
     from .runner import run_pipeline
+    from .schedule import RunBounds, Shard, parse_duration
 
     def body() -> int:
+        if log_file is not None:
+            _add_log_file(log_file)
+        bounds = RunBounds(max_jobs=max_jobs, time_budget=parse_duration(time_budget) if time_budget else None)
+        selected = Shard.parse(shard) if shard else None
         loaded = load_pipeline(pipeline, set_ or [])
+        _install_stop_handlers(bounds)
         with CliEvents() as events:
-            result = run_pipeline(loaded, force=force, report_path=report, output_dir=output_dir, executor=executor, events=events)
+            result = run_pipeline(loaded, force=force, report_path=report, output_dir=output_dir, executor=executor,
+                                  events=events, shard=selected, bounds=bounds)
         data = result.to_dict()
         if as_json:
-            print(json.dumps(data))
+            print(json.dumps({key: data[key] for key in ("summary", "style_targets", "stopped", "shard", "pipeline")}
+                             | {"items": data["items"], "remaining": data["remaining"]}))
         else:
             stdout.print(_summary_table(result.items))
-            s = data["summary"]
-            t = data["style_targets"]
-            stdout.print(f"{s['done']} done, {s['skipped']} skipped, {s['failed']} failed in {s['seconds']:.1f} s; "
-                         f"style targets: {t['computed']} computed, {t['cache_hits']} from cache")
+            s, t = data["summary"], data["style_targets"]
+            stdout.print(f"{s['done']} done, {s['skipped']} skipped, {s['failed']} failed, {s['remaining']} remaining "
+                         f"in {s['seconds']:.1f} s; style targets: {t['computed']} computed, {t['cache_hits']} from cache")
+            if result.stopped:
+                stdout.print(f"stopped early: {result.stopped}; run again to continue")
         return result.exit_code
 
     raise typer.Exit(_guard(body))

@@ -12,7 +12,7 @@ import glob
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,15 @@ class Plan:
     def todo(self) -> list[Job]:
         done = {job.index for job in self.done}
         return [job for job in self.jobs if job.index not in done]
+
+    def job_key(self, job: Job) -> str:
+        """A job's identity for sharding: its output's path inside the output folder."""
+        return job.output.relative_to(self.output_dir).as_posix()
+
+    def keep(self, owns: Callable[[str], bool]) -> None:
+        """Restrict the plan to the jobs a shard owns (by job key)."""
+        self.jobs = [job for job in self.jobs if owns(self.job_key(job))]
+        self.done = [job for job in self.done if owns(self.job_key(job))]
 
 
 # --- inputs --------------------------------------------------------------------------------------

@@ -45,6 +45,9 @@ class RunReport:
     targets_cache_hits: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the run ended before every job ran (bounds, SIGTERM)
+    remaining: list[dict[str, str]] = field(default_factory=list)  # jobs left for the next run
+    shard: str | None = None
 
     def count(self, status: Status) -> int:
         return sum(1 for item in self.items if item.status == status)
@@ -66,8 +69,12 @@ class RunReport:
                 "done": self.count("done"),
                 "skipped": self.count("skipped"),
                 "failed": self.count("failed"),
+                "remaining": len(self.remaining),
                 "seconds": round(self.seconds, 3),
             },
+            "stopped": self.stopped,
+            "remaining": list(self.remaining),
+            "shard": self.shard,
             "warnings": list(self.warnings),
         }
 

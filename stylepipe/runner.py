@@ -20,6 +20,7 @@ from .executors import get_executor
 from .network import build_extractor, network_fingerprint, weights_id
 from .plan import Plan, build_plan
 from .report import ItemReport, RunReport, write_json_atomic
+from .schedule import RunBounds, RunLock, Shard
 from .styles import StyleSource
 from .targets import TargetStore, style_terms, target_key
 from .worker import WorkerContext, WorkerSpec
@@ -94,29 +95,40 @@ def run_pipeline(
     output_dir: Path | None = None,
     executor: str | None = None,
     events: RunEvents | None = None,
+    shard: Shard | None = None,
+    bounds: RunBounds | None = None,
 ) -> RunReport:
-    """Run every job that is not already done and write the report; returns it."""
+    """Run every job (of this shard) that is not already done, under a lock; write the report."""
     events = events or NullEvents()
+    bounds = bounds or RunBounds()
     start = time.perf_counter()
     runner = get_executor(executor or pipeline.config.executor)
     plan = make_plan(pipeline, force=force, output_dir=output_dir)
+    if shard is not None:
+        plan.keep(shard.owns)
     device = resolve_device(plan.settings.device)
-    report = RunReport(pipeline=str(pipeline.path), device=str(device))
+    report = RunReport(pipeline=str(pipeline.path), device=str(device), shard=shard.suffix if shard else None)
     report.items += [
         ItemReport(job.content_label, job.style_label, str(job.output), "skipped", job=job.index) for job in plan.done
     ]
-    events.planned(len(plan.jobs), len(plan.todo))
-    report_path = report_path or plan.output_dir / "report.json"
-    try:
-        if plan.todo:
-            _execute(plan, device, runner, report, events)
-    finally:
-        report.seconds = time.perf_counter() - start
-        write_json_atomic(report.to_dict(), report_path)
+    default_name = f"report.{shard.suffix}.json" if shard else "report.json"
+    report_path = report_path or plan.output_dir / default_name
+    with RunLock(plan.output_dir, shard):
+        events.planned(len(plan.jobs), len(plan.todo))
+        try:
+            if plan.todo:
+                _execute(plan, device, runner, report, events, bounds)
+        finally:
+            finished = {item.job for item in report.items}
+            report.remaining = [{"content": job.content_label, "style": job.style_label, "output": str(job.output)}
+                                for job in plan.todo if job.index not in finished]
+            report.stopped = bounds.reason if report.remaining else None
+            report.seconds = time.perf_counter() - start
+            write_json_atomic(report.to_dict(), report_path)
     return report
 
 
-def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events: RunEvents) -> None:
+def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events: RunEvents, bounds: RunBounds) -> None:
     settings = plan.settings
     extractor = build_extractor(settings.network, settings.network_weights, settings.pooling, device)  # type: ignore[arg-type]
     config = plan.pipeline.config
@@ -124,6 +136,7 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
                       plugin_folders=tuple(plan.pipeline.resolve(folder).resolve() for folder in config.plugins),
                       override_plugins=config.override_plugins)
     context = WorkerContext.from_spec(spec, extractor, device)  # shares spec's target dicts
+    context.should_stop = bounds.should_stop
     with open_cache(plan.pipeline) as cache:
         store = TargetStore(cache, extractor, plan.terms, plan.sizing, device)
         try:
@@ -138,6 +151,7 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
             jobs = {job.index: job for job in plan.todo}
             for item in runner.run(plan.todo, context, events):
                 report.items.append(item)  # recorded before anything else can interrupt
+                bounds.job_finished()
                 events.job_finished(jobs[item.job], item)
         finally:
             report.targets_computed = store.computed

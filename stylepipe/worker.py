@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class WorkerContext:
     style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
     style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
     spec: WorkerSpec | None = None  # what a remote executor ships to its workers
+    should_stop: Callable[[], bool] = lambda: False  # driver-side: checked before each job/batch
 
     @classmethod
     def from_spec(cls, spec: WorkerSpec, extractor: FeatureExtractor, device: torch.device) -> WorkerContext:

@@ -20,6 +20,8 @@ class Executor(Protocol):
 
     It may call `events.job_started` and `events.step`; the runner calls `job_finished` once it
     has recorded the item, so an interruption never loses a finished job from the report.
+    Before starting each job or batch it checks `context.should_stop()` and, when true, finishes
+    what is in flight and returns: the runner reports the rest as remaining.
     """
 
     name: str

@@ -17,4 +17,6 @@ class LocalExecutor:
 
     def run(self, jobs: Sequence[Job], context: WorkerContext, events: RunEvents) -> Iterator[ItemReport]:
         for job in sorted(jobs, key=lambda j: (j.style_label, j.index)):
+            if context.should_stop():
+                return
             yield from process_batch([job], context, events)
