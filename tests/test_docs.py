@@ -1,0 +1,76 @@
+"""The scheduling examples in the docs are checked for syntax, so users can paste them."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+SCHEDULING = (ROOT / "docs" / "scheduling.md").read_text()
+
+
+def blocks(language: str, text: str = SCHEDULING) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_yaml_manifests_parse_and_are_kubernetes_objects():
+    manifests = [yaml.safe_load(block) for block in blocks("yaml")]
+    kinds = {m["kind"] for m in manifests}
+    assert {"CronJob", "Job"} <= kinds
+    cron = next(m for m in manifests if m["kind"] == "CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "run"
+    indexed = next(m for m in manifests if m["kind"] == "Job")
+    assert indexed["spec"]["completionMode"] == "Indexed" and "--shard" in indexed["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+
+
+def _check_cron_field(value: str, low: int, high: int) -> None:
+    for part in value.split(","):
+        base, _, step = part.partition("/")
+        assert not step or step.isdigit()
+        if base == "*":
+            continue
+        start, _, end = base.partition("-")
+        for number in filter(None, (start, end)):
+            assert number.isdigit() and low <= int(number) <= high, value
+
+
+def test_cron_line_has_five_valid_fields_and_a_stylepipe_command():
+    (block,) = blocks("cron")
+    line = block.strip()
+    fields = line.split(None, 5)
+    for value, (low, high) in zip(fields[:5], [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]):
+        _check_cron_field(value, low, high)
+    assert "stylepipe run" in fields[5]
+
+
+def test_systemd_units_parse_with_the_sections_systemd_needs():
+    service, timer = blocks("ini")
+    parsed = []
+    for unit in (service, timer):
+        parser = configparser.ConfigParser(strict=True, interpolation=None)
+        parser.optionxform = str
+        parser.read_string(unit)
+        parsed.append(parser)
+    assert parsed[0]["Service"]["Type"] == "oneshot" and "stylepipe run" in parsed[0]["Service"]["ExecStart"]
+    assert parsed[1]["Timer"]["OnCalendar"] and parsed[1]["Install"]["WantedBy"] == "timers.target"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_calendar_expression(tmp_path):
+    (timer,) = [b for b in blocks("ini") if "[Timer]" in b]
+    calendar = re.search(r"OnCalendar=(.*)", timer).group(1)
+    assert subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True).returncode == 0
+
+
+def test_slurm_script_is_valid_bash():
+    (script,) = blocks("bash")
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    assert "--shard" in script
