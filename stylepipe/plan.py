@@ -105,24 +105,31 @@ class Plan:
 # --- inputs --------------------------------------------------------------------------------------
 
 
+def expand_entry(pipeline: LoadedPipeline, entry: str, loc: tuple) -> list[Path]:
+    """One file, folder (its pictures, sorted) or glob; one that matches nothing is an error."""
+    path = pipeline.resolve(entry)
+    if path.is_dir():
+        matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    elif path.exists():
+        matches = [path]
+    elif glob.has_magic(entry):  # only the entry as written is a pattern, never the folder it lives in
+        base = "" if Path(entry).expanduser().is_absolute() else glob.escape(str(pipeline.base_dir)) + "/"
+        pattern = base + str(Path(entry).expanduser())
+        matches = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
+        matches = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        raise pipeline.error(loc, f"file not found: {path}")
+    if not matches:
+        raise pipeline.error(loc, f"no pictures match {entry!r} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return matches
+
+
 def expand_inputs(pipeline: LoadedPipeline, entries: Iterable[str], key: str) -> list[Path]:
-    """Files, folders (their pictures, sorted) and globs; one that matches nothing is an error."""
+    """Every entry expanded, in order, each picture once."""
     found: list[Path] = []
     for i, entry in enumerate(entries):
-        path = pipeline.resolve(entry)
-        if glob.has_magic(str(path)):
-            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
-            matches = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        elif path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            matches = [path]
-        else:
-            raise pipeline.error((key, i), f"file not found: {path}")
-        if not matches:
-            raise pipeline.error((key, i), f"no pictures match {entry!r} ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        found.extend(matches)
-    return list(dict.fromkeys(found))
+        found.extend(expand_entry(pipeline, entry, (key, i)))
+    return list(dict.fromkeys(p.resolve() for p in found))
 
 
 def build_terms(pipeline: LoadedPipeline) -> list[LossTerm]:
@@ -169,7 +176,7 @@ def build_styles(pipeline: LoadedPipeline, context: StyleContext) -> list[StyleS
             raise pipeline.error(loc + ("source",), str(exc)) from None
         raw = entry.params()
         if factory.name == "image" and isinstance(raw.get("path"), str):
-            paths = expand_inputs(pipeline, [raw["path"]], "styles")  # folders/globs allowed
+            paths = expand_entry(pipeline, raw["path"], loc + ("path",))  # folders/globs allowed
             variants = [{**raw, "path": str(p)} for p in paths]
         else:
             variants = [raw]
@@ -201,7 +208,7 @@ def output_path(out_dir: Path, pattern: str, fields: dict[str, str]) -> Path:
     """Fill the pattern; the result must stay inside out_dir whatever the labels contain."""
     try:
         name = pattern.format(**{k: safe_name(v) for k, v in fields.items()})
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError(f"output.pattern {pattern!r}: unknown field {exc}; use {{content}} {{style}} {{mode}} {{ext}} {{index}}") from None
     path = (out_dir / name).resolve()
     root = out_dir.resolve()
@@ -233,7 +240,8 @@ def _settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: Style
     return {
         "algorithm": ALGORITHM_VERSION,
         "settings": json.loads(json.dumps(data, default=str)),
-        "terms": [dict(term.fingerprint(), weight=term.weight) for term in terms],
+        # every parameter counts here (layer weights change pixels), unlike in the cache key
+        "terms": [dict(term.fingerprint(), weight=term.weight, params=term.params.model_dump(mode="json")) for term in terms],
         "sizing": asdict(sizing),
         "init_sha": init_sha,
     }
@@ -369,7 +377,10 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
                 "ext": cfg.output.format,
                 "index": f"{index:05d}",
             }
-            output = output_path(out_dir, cfg.output.pattern, fields)
+            try:
+                output = output_path(out_dir, cfg.output.pattern, fields)
+            except ConfigError as exc:
+                raise pipeline.error(("output", "pattern"), str(exc).removeprefix("output.pattern ")) from None
             if output in seen:
                 other = seen[output]
                 raise pipeline.error(("output", "pattern"), f"{other.content_label} and {content} would both write {output.name}; add {{index}} or rename")

@@ -102,7 +102,7 @@ def run_pipeline(
     events = events or NullEvents()
     bounds = bounds or RunBounds()
     start = time.perf_counter()
-    runner = get_executor(executor or pipeline.config.executor)
+    runner = get_executor(executor or pipeline.config.executor, pipeline.config)
     plan = make_plan(pipeline, force=force, output_dir=output_dir)
     if shard is not None:
         plan.keep(shard.owns)

@@ -46,7 +46,15 @@ def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     registries = (LOSSES, STYLE_SOURCES)
     saved = [(registry, registry.snapshot(), registry._entry_points_loaded) for registry in registries]
     modules_before = set(sys.modules)
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None, **_: [])
+    real = importlib.metadata.entry_points
+
+    def entry_points(**params):  # no installed stylepipe plugins; torch & co. see the real ones
+        group = params.get("group")
+        if isinstance(group, str) and group.startswith("stylepipe."):
+            return importlib.metadata.EntryPoints(())
+        return real(**params)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
     for registry in registries:
         registry._entry_points_loaded = False
     yield
@@ -232,6 +240,15 @@ def test_folder_lists_its_pictures_sorted_with_the_folder_as_label(plugins: Simp
     fingerprint = source.fingerprint()
     assert fingerprint["source"] == "folder"
     assert fingerprint["files"] == [file_sha256(path) for path in source.files()]
+
+
+def test_folder_order_is_by_name_whatever_the_directory_order(plugins: SimpleNamespace, tmp_path: Path) -> None:
+    names = [f"{stem}.png" for stem in "qdxmbkzaht"]  # created shuffled; files() never reads them
+    (tmp_path / "many").mkdir()
+    for name in names:
+        (tmp_path / "many" / name).touch()
+    source = plugins.Folder(plugins.Folder.Params(path="many"), context_for(tmp_path))
+    assert [path.name for path in source.files()] == sorted(names)
 
 
 def test_folder_images_are_equally_weighted_and_tiled_on_request(plugins: SimpleNamespace, art: Path) -> None:

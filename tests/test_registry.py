@@ -45,7 +45,15 @@ def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[importlib.m
     saved = [(registry, registry.snapshot(), registry._entry_points_loaded) for registry in registries]
     modules_before = set(sys.modules)
     fake: list[importlib.metadata.EntryPoint] = []
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None, **_: [ep for ep in fake if ep.group == group])
+    real = importlib.metadata.entry_points
+
+    def entry_points(**params):  # ours for stylepipe's groups; torch & co. still see the real ones
+        group = params.get("group")
+        if isinstance(group, str) and group.startswith("stylepipe."):
+            return importlib.metadata.EntryPoints(ep for ep in fake if ep.group == group)
+        return real(**params)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
     for registry in registries:
         registry._entry_points_loaded = False
     yield fake

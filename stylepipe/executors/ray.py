@@ -1,0 +1,277 @@
+"""Run jobs on a Ray cluster, or on a Ray started for this run: long-lived actors, targets shipped once.
+
+The driver (the runner) has already computed every style target before this executor runs, so
+the WorkerSpec it hands over is complete: it goes into the object store once (`ray.put`) and
+every actor reads it from there. Each actor loads the plugins, then the spec, then the network,
+once, and then runs batches of jobs that share a style through `worker.process_batch`. Workers
+never compute style targets and never open the cache: the cache lives with the driver only.
+
+Why Ray Core actors rather than Ray Data `map_batches`: Ray Data needs pyarrow and pandas (well
+over 100 MB more on top of Ray), turns jobs into table rows, and retries at the level of its own
+blocks; a block that still fails fails the whole dataset. What a run needs is simpler and
+stricter: every job reported exactly once, a job whose worker died retried a bounded number of
+times (`ray.max_retries`) on another worker, and a job that keeps killing workers reported as
+failed while the rest carry on. A small dispatcher over `ray.wait` does exactly that in one
+screen of code, with results streaming back to the runner as each batch finishes.
+
+Retries are ours, not Ray's (actors get `max_restarts=0`, `max_task_retries=0`): a Ray-level
+retry would be invisible to the report and could run a job twice. The jobs of a batch whose
+actor died are re-queued one by one, so a job that kills its worker only takes itself down.
+Outputs are written atomically (temp file, then rename), so a worker killed mid-job leaves no
+partial file, and a job redone after a death just writes the same file again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from itertools import groupby
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from ..config import RayConfig
+from ..errors import EnvironmentProblem
+from ..events import RunEvents
+from ..plan import Job
+from ..report import ItemReport
+from ..worker import WorkerContext, WorkerSpec, process_batch
+
+log = logging.getLogger("stylepipe")
+
+INSTALL_HINT = "pip install 'stylepipe[ray]'"
+#: Jobs per actor call. Small: a batch is the unit of re-queueing and of load balancing, and a
+#: job takes seconds to minutes, so the round trip per batch costs nothing worth saving.
+DEFAULT_BATCH_SIZE = 2
+
+
+def import_ray() -> ModuleType:
+    """Ray is an optional extra; without it the `ray` executor is an environment problem (exit 3)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise EnvironmentProblem(f"the ray executor needs Ray, which is not installed here: {INSTALL_HINT}") from exc
+    return ray
+
+
+def _targets_on(spec: WorkerSpec, device: torch.device) -> WorkerSpec:
+    """A spec whose style targets live on `device`: CPU to travel, the actor's device to run."""
+    moved = {
+        label: {term: {key: tensor.to(device) for key, tensor in parts.items()} for term, parts in targets.items()}
+        for label, targets in spec.style_targets.items()
+    }
+    return replace(spec, style_targets=moved)
+
+
+def _spec_of(context: WorkerContext) -> WorkerSpec:
+    """The runner always sets `context.spec`; a hand-built context gets one without plugins."""
+    if context.spec is not None:
+        return context.spec
+    return WorkerSpec(context.terms, context.settings, context.out_dir, context.style_targets, context.style_errors)
+
+
+def batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
+    """Jobs grouped by style (so a batch shares its targets), in index order, at most `size` each."""
+    ordered = sorted(jobs, key=lambda job: (job.style_label, job.index))
+    out: list[list[Job]] = []
+    for _, group in groupby(ordered, key=lambda job: job.style_label):
+        items = list(group)
+        out += [items[i : i + size] for i in range(0, len(items), size)]
+    return out
+
+
+class StyleWorker:
+    """The body of one Ray actor: plugins, then the spec, then the network, once; then batches.
+
+    The spec travels inside a list so that Ray does not resolve it before `__init__` runs: its
+    loss terms may be plugin classes, which can only be unpickled once the plugin folders are
+    loaded. A failure to start is kept and raised from every call as an EnvironmentProblem, so
+    the driver can tell "this worker cannot work here" from "this worker died".
+    """
+
+    def __init__(self, spec_box: list[Any], plugin_folders: tuple[Path, ...], override: bool, threads: int) -> None:
+        self.context: WorkerContext | None = None
+        self.problem: str | None = None
+        try:
+            import ray
+
+            from ..registry import load_plugin_folders, register_builtins
+
+            torch.set_num_threads(threads)  # else every actor on a node uses every core
+            register_builtins()
+            load_plugin_folders(plugin_folders, override=override)
+            device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+            spec = _targets_on(ray.get(spec_box[0]), device)
+            self.context = WorkerContext.build(spec, device)
+        except Exception as exc:  # noqa: BLE001 - reported to the driver with its cause
+            self.problem = f"{type(exc).__name__}: {exc}"
+
+    def run_batch(self, jobs: list[Job]) -> list[ItemReport]:
+        if self.context is None:
+            raise EnvironmentProblem(f"a Ray worker on {socket.gethostname()} could not start: {self.problem}")
+        return process_batch(jobs, self.context)
+
+
+@dataclass
+class _Flight:
+    actor: Any
+    jobs: list[Job]
+
+
+class RayExecutor:
+    """Jobs on Ray actors (one per GPU, else per `cpus_per_worker` CPUs); results stream back as they finish."""
+
+    name = "ray"
+
+    def __init__(self, config: RayConfig | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        import_ray()  # fail before any planning or target computation when Ray is missing
+        self.config = config or RayConfig()
+        self.batch_size = max(1, batch_size)
+
+    def run(self, jobs: Sequence[Job], context: WorkerContext, events: RunEvents) -> Iterator[ItemReport]:
+        if not jobs:
+            return
+        ray = import_ray()
+        with ray_session(ray, self.config):
+            yield from _Dispatcher(ray, self.config, self.batch_size, context, events).run(jobs)
+
+
+@contextmanager
+def ray_session(ray: ModuleType, cfg: RayConfig) -> Iterator[None]:
+    """Join `ray.address`, reuse a Ray already set up in this process, or start one; stop only our own."""
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        if cfg.address:
+            ray.init(address=cfg.address)
+        else:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            if cfg.cpus_per_worker > cpus:
+                raise EnvironmentProblem(f"ray.cpus_per_worker is {cfg.cpus_per_worker} but this machine has {cpus} CPU(s)")
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"at {cfg.address!r}" if cfg.address else "locally"
+        raise EnvironmentProblem(f"cannot start or reach Ray {where} (ray.address): {exc}") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()  # a started instance stops; a joined cluster only loses this driver
+
+
+class _Dispatcher:
+    """One run's bookkeeping: queued batches, batches in flight per actor, deaths per job."""
+
+    def __init__(self, ray: ModuleType, cfg: RayConfig, batch_size: int, context: WorkerContext, events: RunEvents) -> None:
+        self.ray, self.cfg, self.batch_size, self.context, self.events = ray, cfg, batch_size, context, events
+        self.lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError)
+        resources = ray.cluster_resources()
+        self.use_gpu = resources.get("GPU", 0) > 0 and cfg.gpus_per_worker > 0 and context.settings.device != "cpu"
+        if cfg.num_workers:
+            self.workers = cfg.num_workers
+        elif self.use_gpu:
+            self.workers = max(1, math.floor(resources["GPU"] / cfg.gpus_per_worker))
+        else:
+            self.workers = max(1, math.floor(resources.get("CPU", 1) / cfg.cpus_per_worker))
+        self.actor_class = ray.remote(StyleWorker)
+        self.actors: list[Any] = []
+        self.deaths: dict[int, int] = {}
+        self.yielded: set[int] = set()
+
+    def _spawn(self, spec_ref: Any, spec: WorkerSpec) -> Any:
+        options: dict[str, Any] = {"num_cpus": self.cfg.cpus_per_worker, "max_restarts": 0, "max_task_retries": 0}
+        if self.use_gpu:
+            options["num_gpus"] = self.cfg.gpus_per_worker
+        threads = max(1, int(self.cfg.cpus_per_worker))
+        actor = self.actor_class.options(**options).remote([spec_ref], spec.plugin_folders, spec.override_plugins, threads)
+        self.actors.append(actor)
+        return actor
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[ItemReport]:
+        ray = self.ray
+        spec = _spec_of(self.context)
+        spec_ref = ray.put(_targets_on(spec, torch.device("cpu")))  # once, for every actor
+        pending = deque(batches(jobs, self.batch_size))
+        wanted = min(self.workers, len(pending))
+        idle: list[Any] = []
+        live = 0
+        in_flight: dict[Any, _Flight] = {}
+        try:
+            while pending or in_flight:
+                while pending and not self.context.should_stop():
+                    if not idle and live < wanted:
+                        idle.append(self._spawn(spec_ref, spec))  # at start, and to replace a dead actor
+                        live += 1
+                    if not idle:
+                        break
+                    actor, batch = idle.pop(), pending.popleft()
+                    for job in batch:
+                        self.events.job_started(job)
+                    in_flight[actor.run_batch.remote(batch)] = _Flight(actor, batch)
+                if not in_flight:
+                    break  # asked to stop: what is still queued is left for the next run
+                [ref], _ = ray.wait(list(in_flight), num_returns=1)
+                flight = in_flight.pop(ref)
+                try:
+                    items = ray.get(ref)
+                except self.lost as exc:
+                    live -= 1
+                    ray.kill(flight.actor, no_restart=True)
+                    yield from self._after_death(flight.jobs, exc, pending)
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    cause = getattr(exc, "cause", None) or exc
+                    if isinstance(cause, EnvironmentProblem):
+                        raise EnvironmentProblem(str(cause)) from None
+                    idle.append(flight.actor)
+                    yield from self._once(_failed(job, f"worker error: {type(cause).__name__}: {_first_line(cause)}") for job in flight.jobs)
+                    continue
+                idle.append(flight.actor)
+                yield from self._once(items)
+        finally:
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
+
+    def _after_death(self, jobs: list[Job], exc: Exception, pending: deque[list[Job]]) -> Iterator[ItemReport]:
+        """Re-queue each job of a lost batch on its own (first in line), or fail it past max_retries."""
+        retry = []
+        for job in jobs:
+            self.deaths[job.index] = deaths = self.deaths.get(job.index, 0) + 1
+            if deaths > self.cfg.max_retries:
+                why = (f"the Ray worker running it died {deaths} time(s), more than ray.max_retries="
+                       f"{self.cfg.max_retries}: {type(exc).__name__}: {_first_line(exc)}")
+                yield from self._once([_failed(job, why)])
+            else:
+                log.warning("a Ray worker died; job %d (%s × %s) goes back in the queue (retry %d of %d)",
+                            job.index, Path(job.content_label).name, job.style_label, deaths, self.cfg.max_retries)
+                retry.append([job])
+        pending.extendleft(reversed(retry))
+
+    def _once(self, items: Iterator[ItemReport] | list[ItemReport]) -> Iterator[ItemReport]:
+        """Every job is reported exactly once, whatever happened on the way."""
+        for item in items:
+            if item.job in self.yielded:
+                log.warning("job %d was reported twice by Ray workers; the second report is dropped", item.job)
+                continue
+            self.yielded.add(item.job)
+            yield item
+
+
+def _failed(job: Job, error: str) -> ItemReport:
+    return ItemReport(content=job.content_label, style=job.style_label, output=None, status="failed", error=error, job=job.index)
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """Ray's messages run to many lines of troubleshooting; a report entry needs the gist."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
