@@ -339,7 +339,7 @@ def test_run_end_to_end(project: Path) -> None:
     second = invoke("run", path, *TINY)
     assert second.exit_code == 0, second.output
     assert re.search(r"^skipped\s+chelsea\.jpg\s+the_scream\s", second.stdout, re.M), second.stdout
-    assert re.search(r"^0 done, 1 skipped, 0 failed in [\d.]+ s; style targets: 0 computed, 0 from cache$",
+    assert re.search(r"^0 done, 1 skipped, 0 failed, 0 remaining in [\d.]+ s; style targets: 0 computed, 0 from cache$",
                      second.stdout, re.M), second.stdout
     assert "INFO" not in second.stdout and "already done" in second.stderr
     assert json.loads((out / "report.json").read_text())["summary"]["skipped"] == 1
