@@ -313,7 +313,7 @@ def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also l
             load_plugins(load_pipeline(pipeline))
         table = Table(box=None, pad_edge=False)
         for column in ("kind", "name", "origin"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for registry in (LOSSES, STYLE_SOURCES):
             registry.load_entry_points()
             for entry in registry.entries():

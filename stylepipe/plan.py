@@ -184,7 +184,11 @@ def build_styles(pipeline: LoadedPipeline, context: StyleContext) -> list[StyleS
             params = validate_model(factory.Params, params_raw, pipeline.source_map, loc)
             label = entry.name if len(variants) == 1 else None
             source = factory(params, context, label)
-            for path in source.files():
+            try:
+                files = source.files()
+            except ConfigError as exc:
+                raise pipeline.error(loc, str(exc)) from None
+            for path in files:
                 if not path.is_file():
                     raise pipeline.error(loc, f"style file not found: {path}")
             sources.append(source)

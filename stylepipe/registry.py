@@ -26,6 +26,7 @@ T = TypeVar("T")
 BUILTIN = "built-in"
 _PLUGIN_NAMESPACE = "stylepipe_plugins"
 _override: contextvars.ContextVar[bool] = contextvars.ContextVar("stylepipe_plugin_override", default=False)
+_loading: contextvars.ContextVar[str | None] = contextvars.ContextVar("stylepipe_plugin_file", default=None)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str, factory: T, *, origin: str | None = None, override: bool | None = None) -> T:
         """Add a factory; a second one under the same name from elsewhere is an error unless overriding."""
-        origin = origin or _origin_of(factory)
+        origin = origin or _loading.get() or _origin_of(factory)
         override = _override.get() if override is None else override
         if not name or not isinstance(name, str):
             raise PluginError(f"{origin}: a {self.kind} needs a non-empty string name, got {name!r}")
@@ -102,22 +103,33 @@ class Registry(Generic[T]):
         """Import installed packages' plugins once; a broken one names its entry point."""
         if self._entry_points_loaded:
             return
-        self._entry_points_loaded = True
+        broken: list[str] = []
         for ep in importlib.metadata.entry_points(group=self.group):
             origin = f"entry point {ep.name} = {ep.value}" + (f" ({ep.dist.name})" if ep.dist else "")
+            if ep.name in self._entries and self._entries[ep.name].origin == origin:
+                continue
             try:
                 factory = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
-                raise PluginError(f"{origin}: cannot be loaded: {type(exc).__name__}: {exc}") from exc
-            if ep.name not in self._entries or self._entries[ep.name].origin != _origin_of(factory):
                 self.register(ep.name, factory, origin=origin)
+            except PluginError as exc:
+                broken.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
+                broken.append(f"{origin}: cannot be loaded: {type(exc).__name__}: {exc}")
+        self._entry_points_loaded = True  # the good ones stay registered even if one is broken
+        if broken:
+            raise PluginError("\n".join(broken))
 
     def snapshot(self) -> dict[str, Entry[T]]:
         """Copy of the table, so tests can restore it after loading plugins."""
         return dict(self._entries)
 
     def restore(self, snapshot: dict[str, Entry[T]]) -> None:
+        """Back to a snapshot; plugin files loaded since are forgotten so they can load again."""
         self._entries = dict(snapshot)
+        origins = {entry.origin for entry in snapshot.values()}
+        for name, module in list(sys.modules.items()):
+            if name.startswith(_PLUGIN_NAMESPACE + ".") and getattr(module, "__file__", None) not in origins:
+                del sys.modules[name]
 
 
 def _check_loss(factory: Any) -> str | None:
@@ -170,6 +182,7 @@ def load_plugin_file(path: Path, *, override: bool = False) -> None:
     module.__stylepipe_mtime__ = path.stat().st_mtime_ns  # type: ignore[attr-defined]
     sys.modules[name] = module
     token = _override.set(override)
+    loading = _loading.set(str(path))
     try:
         spec.loader.exec_module(module)
     except PluginError:
@@ -182,6 +195,7 @@ def load_plugin_file(path: Path, *, override: bool = False) -> None:
         raise PluginError(f"{path}{where}: plugin failed to load: {type(exc).__name__}: {exc}") from exc
     finally:
         _override.reset(token)
+        _loading.reset(loading)
 
 
 def load_plugin_folders(folders: Iterable[Path], *, override: bool = False) -> list[Path]:

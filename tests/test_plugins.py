@@ -306,7 +306,7 @@ def test_an_empty_folder_stops_the_plan_with_exit_code_2(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as info:
         make_plan(load_pipeline(tmp_path / "pipeline.yaml"))
     assert info.value.exit_code == 2
-    assert str(info.value).startswith(f"{tmp_path / 'empty'}: style folder has no pictures")
+    assert str(info.value).startswith(f"{tmp_path / 'pipeline.yaml'}:3:5: styles.0: {tmp_path / 'empty'}: style folder has no pictures")
 
 
 # --- end to end ----------------------------------------------------------------------------------

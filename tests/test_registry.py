@@ -283,7 +283,6 @@ def test_a_plugin_registering_a_non_lossterm_names_its_file(tmp_path: Path) -> N
     assert "not_a_term" not in LOSSES
 
 
-@pytest.mark.xfail(strict=True, reason="registry bug: the origin of a non-class is its own module ('builtins'), not the plugin file")
 def test_a_plugin_registering_a_builtin_function_names_its_file(tmp_path: Path) -> None:
     plugin = write(tmp_path / "registers_print.py", 'from stylepipe.registry import register_loss\nregister_loss("p")(print)\n')
     with pytest.raises(PluginError) as info:
@@ -399,7 +398,6 @@ def test_an_entry_point_to_a_non_lossterm_is_a_plugin_error_naming_it(
         LOSSES.get("wrong")
 
 
-@pytest.mark.xfail(strict=True, reason="registry bug: after one broken entry point, the later ones are never loaded")
 def test_a_broken_entry_point_does_not_hide_the_others_forever(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_registry: list
 ) -> None:

@@ -26,7 +26,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -150,6 +152,7 @@ def ray_session(ray: ModuleType, cfg: RayConfig) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    handlers = _signal_handlers()
     try:
         if cfg.address:
             ray.init(address=cfg.address)
@@ -162,10 +165,24 @@ def ray_session(ray: ModuleType, cfg: RayConfig) -> Iterator[None]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {cfg.address!r}" if cfg.address else "locally"
         raise EnvironmentProblem(f"cannot start or reach Ray {where} (ray.address): {exc}") from exc
+    finally:
+        _restore(handlers)
     try:
         yield
     finally:
         ray.shutdown()  # a started instance stops; a joined cluster only loses this driver
+
+
+def _signal_handlers() -> dict[int, Any]:
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    """`ray.init` replaces SIGTERM with an immediate exit; the CLI's "finish, report, exit" must win."""
+    if threading.current_thread() is threading.main_thread():
+        for sig, handler in handlers.items():
+            if handler is not None and signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
 
 
 class _Dispatcher:

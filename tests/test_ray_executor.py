@@ -1,0 +1,219 @@
+"""The `ray` executor end to end on a local Ray (2 CPUs): same results as `local`, targets computed
+once by the driver, a worker killed mid-run, and the error when Ray is not installed.
+
+Two small plugins written into a temporary folder make the remote side observable without any
+test hook in stylepipe itself: a style source that logs the pid of every process that reads its
+pictures (only the driver may: workers get targets, never pictures), and a loss term that kills
+the worker process running it (`os._exit`) on that process's second job, once per run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from stylepipe.config import PipelineConfig, load_pipeline
+from stylepipe.errors import ConfigError, EnvironmentProblem
+from stylepipe.executors import get_executor
+from stylepipe.registry import LOSSES, STYLE_SOURCES
+from stylepipe.runner import run_pipeline
+
+from conftest import ROOT, sample
+
+FAST = {"size": {"max_side": 32}, "optimize": {"steps": 3, "init": "noise", "seed": 7}, "output": {"format": "png"}}
+SPY_PLUGIN = '''
+import os
+from pathlib import Path
+
+from stylepipe.losses import LossTerm, TermParams
+from stylepipe.registry import register_loss, register_style_source
+from stylepipe.styles import ImageSource
+
+HERE = Path(__file__).parent
+
+
+@register_style_source("spied_image")
+class SpiedImage(ImageSource):
+    """An image source that notes which process reads its pictures."""
+
+    name = "spied_image"
+
+    def images(self):
+        with open(HERE / "reads.log", "a") as log:
+            log.write(f"{os.getpid()}\\n")
+        return super().images()
+
+
+class CrashParams(TermParams):
+    after: int = 2
+
+
+@register_loss("crash_once")
+class CrashOnce(LossTerm):
+    """Kills its process on that process's `after`-th job, once per folder (the first to get there)."""
+
+    name = "crash_once"
+    side = "content"
+    Params = CrashParams
+    calls = 0
+
+    def content_targets(self, features):
+        type(self).calls += 1
+        if type(self).calls == self.params.after:
+            try:
+                os.close(os.open(HERE / "crashed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return {}
+            os._exit(1)
+        return {}
+
+    def loss(self, image, features, content, style):
+        return image.new_zeros(image.shape[0])
+'''
+
+
+@pytest.fixture(autouse=True)
+def clean_registry() -> Iterator[None]:
+    """Each test loads its own copy of the spy plugins: forget them (and their names) afterwards."""
+    saved = [(registry, registry.snapshot()) for registry in (LOSSES, STYLE_SOURCES)]
+    modules_before = set(sys.modules)
+    yield
+    for registry, snapshot in saved:
+        registry.restore(snapshot)
+    for name in set(sys.modules) - modules_before:
+        if name.startswith("stylepipe_plugins."):
+            del sys.modules[name]
+
+
+@pytest.fixture()
+def spy(tmp_path: Path) -> Path:
+    folder = tmp_path / "spy_plugins"
+    folder.mkdir()
+    (folder / "spy.py").write_text(SPY_PLUGIN)
+    return folder
+
+
+def write_pipeline(folder: Path, name: str, **settings) -> Path:
+    data = {"cache": {"dir": str(folder / f"cache-{name}")}, "output": {"dir": str(folder / f"out-{name}")}}
+    for key, value in {**FAST, **settings}.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def spied_styles(*names: str) -> list[dict]:
+    return [{"source": "spied_image", "path": str(sample(name))} for name in names]
+
+
+def pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One Ray for the fault tests; the executor joins it (and leaves it running) when it sees it."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_gives_the_local_results_and_workers_never_compute_targets(tmp_path, spy):
+    """First in the file, so the executor starts (and stops) its own Ray, as `stylepipe run` does."""
+    ray = pytest.importorskip("ray")
+    was_running = ray.is_initialized()
+    common = {
+        "content": [str(sample("chelsea")), str(sample("coffee"))],
+        "styles": spied_styles("starry_night", "the_scream"),
+        "plugins": [str(ROOT / "plugins"), str(spy)],  # a plugin term (mean_std) travels to the workers too
+        "losses": {"extra": [{"name": "mean_std", "weight": 10}]},
+    }
+    local = run_pipeline(load_pipeline(write_pipeline(tmp_path, "local", **common)))
+    (spy / "reads.log").unlink()
+    remote = run_pipeline(load_pipeline(write_pipeline(tmp_path, "ray", executor="ray", ray={"num_workers": 2}, **common)))
+    assert ray.is_initialized() == was_running  # stopped the Ray it started, and only that
+
+    reads = (spy / "reads.log").read_text().split()
+    assert reads == [str(os.getpid())] * 2  # two styles, read once each, by the driver only
+    data = json.loads((tmp_path / "out-ray" / "report.json").read_text())
+    assert data["style_targets"] == {"computed": 2, "cache_hits": 0}
+    assert remote.exit_code == 0 and local.exit_code == 0
+    mine = {item.job: item for item in remote.items}
+    assert sorted(mine) == [0, 1, 2, 3] and len(remote.items) == 4
+    for theirs in local.items:
+        item = mine[theirs.job]
+        assert item.status == "done" and Path(item.output).name == Path(theirs.output).name
+        assert item.loss["style"] > 0 and item.loss["mean_std"] > 0  # the driver's targets reached the workers
+        for term, value in theirs.loss.items():
+            assert item.loss[term] == pytest.approx(value, rel=1e-4, abs=1e-9), term
+        assert np.abs(pixels(item.output) - pixels(theirs.output)).max() <= 1
+
+
+@pytest.mark.parametrize("max_retries", [1, 0])
+def test_a_worker_killed_mid_run_costs_no_job_and_no_duplicate(tmp_path, spy, local_ray, caplog, max_retries):
+    contents = [str(sample(name)) for name in ("astronaut", "chelsea", "coffee")]
+    pipeline = write_pipeline(tmp_path, "fault", executor="ray", content=contents, plugins=[str(spy)],
+                              styles=spied_styles("shipwreck", "the_scream"), losses={"extra": [{"name": "crash_once"}]},
+                              ray={"num_workers": 2, "max_retries": max_retries})
+    with caplog.at_level(logging.WARNING, logger="stylepipe"):
+        report = run_pipeline(load_pipeline(pipeline))
+
+    assert (spy / "crashed").exists()  # a worker really died, on its second job (its batch's second)
+    assert local_ray.is_initialized()  # joined, not stopped
+    assert sorted(item.job for item in report.items) == list(range(6))  # every job exactly once
+    failed = [item for item in report.items if item.status == "failed"]
+    if max_retries:
+        assert not failed and report.exit_code == 0
+        assert "goes back in the queue (retry 1 of 1)" in caplog.text
+    else:
+        assert len(failed) == 2 and report.exit_code == 1  # the dead worker's batch; the rest carry on
+        for item in failed:
+            assert re.search(r"died 1 time\(s\), more than ray.max_retries=0: ActorDiedError", item.error)
+    out = tmp_path / "out-fault"
+    done = {Path(item.output).name for item in report.items if item.status == "done"}
+    assert {p.name for p in out.glob("*.png")} == done  # nothing partial, nothing extra
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    assert len(list((out / ".stylepipe").glob("*.json"))) == len(done)
+    saved = json.loads((out / "report.json").read_text())
+    assert [item["job"] for item in saved["items"]] == list(range(6)) and saved["style_targets"]["computed"] == 2
+
+
+def test_without_ray_installed_the_error_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(EnvironmentProblem, match=re.escape("pip install 'stylepipe[ray]'")) as caught:
+        get_executor("ray", PipelineConfig(content=["x.jpg"], styles=["y.jpg"]))
+    assert caught.value.exit_code == 3
+    pipeline = write_pipeline(tmp_path, "noray", executor="ray", content=[str(sample("chelsea"))], styles=[str(sample("shipwreck"))])
+    with pytest.raises(EnvironmentProblem):
+        run_pipeline(load_pipeline(pipeline))
+    assert not (tmp_path / "out-noray").exists()  # refused before planning anything
+    with pytest.raises(ConfigError, match="unknown executor 'dask'; available: local, ray"):
+        get_executor("dask")
+
+
+def test_the_cluster_docs_examples_parse():
+    """The KubeRay RayJob manifest and the pipeline snippet in docs/cluster.md are valid as written."""
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
+    jobs = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "RayJob"]
+    assert len(jobs) == 1 and jobs[0]["apiVersion"] == "ray.io/v1"
+    spec = jobs[0]["spec"]
+    assert "stylepipe run" in spec["entrypoint"]
+    assert spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    assert spec["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"]
+    pipelines = [doc for doc in documents if isinstance(doc, dict) and doc.get("executor") == "ray"]
+    assert pipelines, "a pipeline example with executor: ray"
+    for doc in pipelines:
+        PipelineConfig.model_validate(doc)
