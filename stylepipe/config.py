@@ -53,12 +53,35 @@ class OutputConfig(Strict):
         return value
 
 
+class PyramidConfig(Strict):
+    levels: int = Field(1, ge=1, le=6, description="1: single scale; 3: three sizes, coarse to fine")
+    factor: float = Field(2.0, gt=1, le=4, description="size ratio between levels")
+    steps: list[int] | None = Field(None, description="steps per level, coarse → fine (default: 4:2:1 split of optimize.steps)")
+
+    @model_validator(mode="after")
+    def _steps_per_level(self) -> PyramidConfig:
+        if self.steps is not None and (len(self.steps) != self.levels or min(self.steps) < 1):
+            raise ValueError(f"give {self.levels} positive step counts, one per level")
+        return self
+
+
 class OptimizeConfig(Strict):
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     steps: int = Field(100, ge=1, le=100_000)
     lr: float | None = Field(None, gt=0, description="default 1.0 for lbfgs, 0.02 for adam")
     init: str = Field("content", description="content, noise, or a picture file")
     seed: int = 0
+    batch_size: int | Literal["auto"] = Field("auto", description="images optimised together (same style and size)")
+    pyramid: PyramidConfig = Field(default_factory=PyramidConfig)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 elsewhere")
+    compile: bool = Field(False, description="torch.compile the network (CUDA; pays off on long runs)")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("batch_size must be 'auto' or at least 1")
+        return value
 
 
 class NetworkConfig(Strict):

@@ -22,7 +22,7 @@ from .config import LoadedPipeline, PipelineConfig, validate_model
 from .errors import ConfigError, InputError
 from .images import LoadedImage, file_sha256, load_image
 from .losses import LossTerm
-from .optimize import OptimizeSettings
+from .optimize import OptimizeSettings, Pyramid
 from .registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_builtins
 from .styles import StyleContext, StyleSource
 from .targets import StyleSizing
@@ -42,6 +42,10 @@ class RunSettings:
     size_max_side: int | None
     size_max_pixels: int | None
     optimize: OptimizeSettings
+    pyramid: Pyramid
+    batch_size: int | str
+    precision: str  # as configured: auto, fp32, bf16, fp16 (resolved per device by the worker)
+    compile: bool
     init: str
     init_path: Path | None
     seed: int
@@ -239,7 +243,8 @@ def is_done(out_dir: Path, job: Job) -> bool:
 
 def _settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleSizing, init_sha: str | None) -> dict[str, Any]:
     data = asdict(settings)
-    for volatile in ("device", "network_weights", "init_path"):
+    # where and how fast it runs does not change what an output should be
+    for volatile in ("device", "network_weights", "init_path", "batch_size", "compile"):
         data.pop(volatile)
     return {
         "algorithm": ALGORITHM_VERSION,
@@ -281,6 +286,11 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         size_max_side=cfg.size.max_side,
         size_max_pixels=cfg.size.max_pixels,
         optimize=OptimizeSettings(cfg.optimize.optimizer, cfg.optimize.steps, cfg.optimize.lr),
+        pyramid=Pyramid(cfg.optimize.pyramid.levels, cfg.optimize.pyramid.factor,
+                        tuple(cfg.optimize.pyramid.steps) if cfg.optimize.pyramid.steps else None),
+        batch_size=cfg.optimize.batch_size,
+        precision=cfg.optimize.precision,
+        compile=cfg.optimize.compile,
         init=init,
         init_path=init_path,
         seed=cfg.optimize.seed,

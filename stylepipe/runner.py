@@ -122,7 +122,7 @@ def run_pipeline(
             finished = {item.job for item in report.items}
             report.remaining = [{"content": job.content_label, "style": job.style_label, "output": str(job.output)}
                                 for job in plan.todo if job.index not in finished]
-            report.stopped = bounds.reason if report.remaining else None
+            report.stopped = (bounds.reason or bounds.cut) if report.remaining else None
             report.seconds = time.perf_counter() - start
             write_json_atomic(report.to_dict(), report_path)
     return report
@@ -148,8 +148,13 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
                     except StylepipeError as exc:
                         context.style_errors[source.label] = str(exc)
                     events.targets(source.label, store.cache_hits > hits)
-            jobs = {job.index: job for job in plan.todo}
-            for item in runner.run(plan.todo, context, events):
+            todo = plan.todo
+            if bounds.max_jobs is not None and len(todo) > bounds.max_jobs:
+                # exact even with batches: the executor never sees more than K jobs
+                todo = sorted(todo, key=lambda j: (j.style_label, j.index))[: bounds.max_jobs]
+                bounds.cut = f"--max-jobs {bounds.max_jobs} reached"
+            jobs = {job.index: job for job in todo}
+            for item in runner.run(todo, context, events):
                 report.items.append(item)  # recorded before anything else can interrupt
                 bounds.job_finished()
                 events.job_finished(jobs[item.job], item)

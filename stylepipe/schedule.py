@@ -110,7 +110,8 @@ class RunBounds:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     finished: int = 0
-    reason: str | None = None
+    reason: str | None = None  # why should_stop said yes
+    cut: str | None = None  # why the runner handed the executor fewer jobs than were left
 
     def job_finished(self) -> None:
         self.finished += 1

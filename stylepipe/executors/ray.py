@@ -28,6 +28,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -50,9 +51,11 @@ from ..worker import WorkerContext, WorkerSpec, process_batch
 log = logging.getLogger("stylepipe")
 
 INSTALL_HINT = "pip install 'stylepipe[ray]'"
-#: Jobs per actor call. Small: a batch is the unit of re-queueing and of load balancing, and a
-#: job takes seconds to minutes, so the round trip per batch costs nothing worth saving.
-DEFAULT_BATCH_SIZE = 2
+#: Jobs per actor call. A batch is the unit of load balancing, of re-queueing after a worker
+#: dies and of what a stop (SIGTERM, --max-jobs) lets finish; a job takes seconds to minutes, so
+#: the round trip per call is not worth saving. Raise it once `process_batch` optimises a batch
+#: of same-sized images together on a GPU.
+DEFAULT_BATCH_SIZE = 1
 
 
 def import_ray() -> ModuleType:
@@ -62,6 +65,19 @@ def import_ray() -> ModuleType:
     except ImportError as exc:
         raise EnvironmentProblem(f"the ray executor needs Ray, which is not installed here: {INSTALL_HINT}") from exc
     return ray
+
+
+def plugin_namespace() -> None:
+    """Make plugin classes picklable by reference: pickle imports a class's module by its dotted
+    name, so the private package that plugin files are loaded under must exist in sys.modules
+    (the registry registers only the files' modules). Needed on the driver to send, and on the
+    worker to receive, any plugin loss term or style source. (Belongs in the registry.)"""
+    from ..registry import _PLUGIN_NAMESPACE
+
+    if _PLUGIN_NAMESPACE not in sys.modules:
+        package = ModuleType(_PLUGIN_NAMESPACE, "stylepipe's plugin files, loaded by path")
+        package.__path__ = []  # a package with no folder: its modules only come from the registry
+        sys.modules[_PLUGIN_NAMESPACE] = package
 
 
 def _targets_on(spec: WorkerSpec, device: torch.device) -> WorkerSpec:
@@ -109,6 +125,7 @@ class StyleWorker:
 
             torch.set_num_threads(threads)  # else every actor on a node uses every core
             register_builtins()
+            plugin_namespace()
             load_plugin_folders(plugin_folders, override=override)
             device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
             spec = _targets_on(ray.get(spec_box[0]), device)
@@ -186,10 +203,11 @@ def _restore(handlers: dict[int, Any]) -> None:
 
 
 class _Dispatcher:
-    """One run's bookkeeping: queued batches, batches in flight per actor, deaths per job."""
+    """One run's bookkeeping: queued batches, one batch in flight per actor, deaths per job."""
 
     def __init__(self, ray: ModuleType, cfg: RayConfig, batch_size: int, context: WorkerContext, events: RunEvents) -> None:
-        self.ray, self.cfg, self.batch_size, self.context, self.events = ray, cfg, batch_size, context, events
+        self.ray, self.cfg, self.context, self.events = ray, cfg, context, events
+        self.batch_size = batch_size
         self.lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError)
         resources = ray.cluster_resources()
         self.use_gpu = resources.get("GPU", 0) > 0 and cfg.gpus_per_worker > 0 and context.settings.device != "cpu"
@@ -200,80 +218,87 @@ class _Dispatcher:
         else:
             self.workers = max(1, math.floor(resources.get("CPU", 1) / cfg.cpus_per_worker))
         self.actor_class = ray.remote(StyleWorker)
-        self.actors: list[Any] = []
-        self.deaths: dict[int, int] = {}
+        self.spec = _spec_of(context)
+        self.spec_ref: Any = None
+        self.actors: list[Any] = []  # every actor started, to kill at the end
+        self.idle: list[Any] = []
+        self.live = 0
+        self.pending: deque[list[Job]] = deque()
+        self.in_flight: dict[Any, _Flight] = {}  # result ref → (actor, its batch)
+        self.deaths: dict[int, int] = {}  # job index → workers that died running it
         self.yielded: set[int] = set()
-
-    def _spawn(self, spec_ref: Any, spec: WorkerSpec) -> Any:
-        options: dict[str, Any] = {"num_cpus": self.cfg.cpus_per_worker, "max_restarts": 0, "max_task_retries": 0}
-        if self.use_gpu:
-            options["num_gpus"] = self.cfg.gpus_per_worker
-        threads = max(1, int(self.cfg.cpus_per_worker))
-        actor = self.actor_class.options(**options).remote([spec_ref], spec.plugin_folders, spec.override_plugins, threads)
-        self.actors.append(actor)
-        return actor
 
     def run(self, jobs: Sequence[Job]) -> Iterator[ItemReport]:
         ray = self.ray
-        spec = _spec_of(self.context)
-        spec_ref = ray.put(_targets_on(spec, torch.device("cpu")))  # once, for every actor
-        pending = deque(batches(jobs, self.batch_size))
-        wanted = min(self.workers, len(pending))
-        idle: list[Any] = []
-        live = 0
-        in_flight: dict[Any, _Flight] = {}
+        plugin_namespace()
+        self.spec_ref = ray.put(_targets_on(self.spec, torch.device("cpu")))  # once, for every actor
+        self.pending.extend(batches(jobs, self.batch_size))
+        self.workers = min(self.workers, len(self.pending))
         try:
-            while pending or in_flight:
-                while pending and not self.context.should_stop():
-                    if not idle and live < wanted:
-                        idle.append(self._spawn(spec_ref, spec))  # at start, and to replace a dead actor
-                        live += 1
-                    if not idle:
-                        break
-                    actor, batch = idle.pop(), pending.popleft()
-                    for job in batch:
-                        self.events.job_started(job)
-                    in_flight[actor.run_batch.remote(batch)] = _Flight(actor, batch)
-                if not in_flight:
+            while self.pending or self.in_flight:
+                self._fill()
+                if not self.in_flight:
                     break  # asked to stop: what is still queued is left for the next run
-                [ref], _ = ray.wait(list(in_flight), num_returns=1)
-                flight = in_flight.pop(ref)
+                [ref], _ = ray.wait(list(self.in_flight), num_returns=1)
+                flight = self.in_flight.pop(ref)
                 try:
-                    items = ray.get(ref)
+                    reports = ray.get(ref)
+                    self.idle.append(flight.actor)
                 except self.lost as exc:
-                    live -= 1
+                    self.live -= 1
                     ray.kill(flight.actor, no_restart=True)
-                    yield from self._after_death(flight.jobs, exc, pending)
-                    continue
+                    reports = self._after_death(flight.jobs, exc)
                 except ray.exceptions.RayTaskError as exc:
                     cause = getattr(exc, "cause", None) or exc
                     if isinstance(cause, EnvironmentProblem):
                         raise EnvironmentProblem(str(cause)) from None
-                    idle.append(flight.actor)
-                    yield from self._once(_failed(job, f"worker error: {type(cause).__name__}: {_first_line(cause)}") for job in flight.jobs)
-                    continue
-                idle.append(flight.actor)
-                yield from self._once(items)
+                    self.idle.append(flight.actor)
+                    reports = [_failed(job, f"worker error: {type(cause).__name__}: {_first_line(cause)}") for job in flight.jobs]
+                # The runner records these before the next _fill, so a stop (--max-jobs) sees them.
+                yield from self._once(reports)
         finally:
             for actor in self.actors:
                 ray.kill(actor, no_restart=True)
 
-    def _after_death(self, jobs: list[Job], exc: Exception, pending: deque[list[Job]]) -> Iterator[ItemReport]:
+    def _fill(self) -> None:
+        """Give every idle actor a batch, starting actors up to the wanted number (also after a death)."""
+        while self.pending and not self.context.should_stop():
+            if not self.idle and self.live < self.workers:
+                self.idle.append(self._spawn())
+            if not self.idle:
+                return
+            actor, batch = self.idle.pop(), self.pending.popleft()
+            for job in batch:
+                self.events.job_started(job)
+            self.in_flight[actor.run_batch.remote(batch)] = _Flight(actor, batch)
+
+    def _spawn(self) -> Any:
+        options: dict[str, Any] = {"num_cpus": self.cfg.cpus_per_worker, "max_restarts": 0, "max_task_retries": 0}
+        if self.use_gpu:
+            options["num_gpus"] = self.cfg.gpus_per_worker
+        threads = max(1, int(self.cfg.cpus_per_worker))
+        spec = self.spec
+        actor = self.actor_class.options(**options).remote([self.spec_ref], spec.plugin_folders, spec.override_plugins, threads)
+        self.actors.append(actor)
+        self.live += 1
+        return actor
+
+    def _after_death(self, jobs: list[Job], exc: Exception) -> list[ItemReport]:
         """Re-queue each job of a lost batch on its own (first in line), or fail it past max_retries."""
-        retry = []
+        failed, retry = [], []
         for job in jobs:
             self.deaths[job.index] = deaths = self.deaths.get(job.index, 0) + 1
             if deaths > self.cfg.max_retries:
-                why = (f"the Ray worker running it died {deaths} time(s), more than ray.max_retries="
-                       f"{self.cfg.max_retries}: {type(exc).__name__}: {_first_line(exc)}")
-                yield from self._once([_failed(job, why)])
+                failed.append(_failed(job, f"the Ray worker running it died {deaths} time(s), more than ray.max_retries="
+                                           f"{self.cfg.max_retries}: {type(exc).__name__}: {_first_line(exc)}"))
             else:
                 log.warning("a Ray worker died; job %d (%s × %s) goes back in the queue (retry %d of %d)",
                             job.index, Path(job.content_label).name, job.style_label, deaths, self.cfg.max_retries)
                 retry.append([job])
-        pending.extendleft(reversed(retry))
+        self.pending.extendleft(reversed(retry))
+        return failed
 
-    def _once(self, items: Iterator[ItemReport] | list[ItemReport]) -> Iterator[ItemReport]:
+    def _once(self, items: list[ItemReport]) -> Iterator[ItemReport]:
         """Every job is reported exactly once, whatever happened on the way."""
         for item in items:
             if item.job in self.yielded:
