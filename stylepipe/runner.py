@@ -144,7 +144,10 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
                 for source in distinct_styles(plan.todo):
                     hits = store.cache_hits
                     try:
-                        context.style_targets[source.label] = store.get(source)
+                        targets = store.get(source)  # CPU tensors, as cached
+                        context.style_targets[source.label] = {
+                            term: {key: value.to(device) for key, value in parts.items()} for term, parts in targets.items()
+                        }
                     except StylepipeError as exc:
                         context.style_errors[source.label] = str(exc)
                     events.targets(source.label, store.cache_hits > hits)
