@@ -15,6 +15,7 @@ import importlib.metadata
 import importlib.util
 import sys
 import traceback
+import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,10 @@ def load_plugin_file(path: Path, *, override: bool = False) -> None:
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise PluginError(f"{path}: not a loadable Python file")
+    if _PLUGIN_NAMESPACE not in sys.modules:  # so plugin classes pickle by reference (Ray workers)
+        package = types.ModuleType(_PLUGIN_NAMESPACE, "stylepipe's plugin files, loaded by path")
+        package.__path__ = []
+        sys.modules[_PLUGIN_NAMESPACE] = package
     module = importlib.util.module_from_spec(spec)
     module.__stylepipe_mtime__ = path.stat().st_mtime_ns  # type: ignore[attr-defined]
     sys.modules[name] = module

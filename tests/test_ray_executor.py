@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from PIL import Image
 
 from stylepipe.config import PipelineConfig, load_pipeline
 from stylepipe.errors import ConfigError, EnvironmentProblem
-from stylepipe.executors import get_executor
+from stylepipe.executors import EXECUTORS, get_executor
 from stylepipe.registry import LOSSES, STYLE_SOURCES
 from stylepipe.runner import run_pipeline
 
@@ -79,6 +80,25 @@ class CrashOnce(LossTerm):
 
     def loss(self, image, features, content, style):
         return image.new_zeros(image.shape[0])
+
+
+@register_loss("buggy")
+class Buggy(CrashOnce):
+    """A plugin bug: an exception that no job-level handler expects."""
+
+    name = "buggy"
+
+    def content_targets(self, features):
+        raise TypeError("buggy plugin")
+'''
+BROKEN_PLUGIN = '''
+import os
+from pathlib import Path
+
+if os.getpid() != int((Path(__file__).parent / "driver.pid").read_text()):
+    if (Path(__file__).parent / "exit").exists():
+        os._exit(1)  # the worker process dies as it starts, every time
+    raise RuntimeError("not installed on this node")
 '''
 
 
@@ -129,9 +149,12 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_gives_the_local_results_and_workers_never_compute_targets(tmp_path, spy):
+def test_ray_gives_the_local_results_and_workers_never_compute_targets(tmp_path, spy, monkeypatch):
     """First in the file, so the executor starts (and stops) its own Ray, as `stylepipe run` does."""
     ray = pytest.importorskip("ray")
+    from stylepipe.executors.ray import RayExecutor
+
+    monkeypatch.setitem(EXECUTORS, "ray", lambda config: RayExecutor(config.ray, batch_size=2))  # batches of a style
     was_running = ray.is_initialized()
     common = {
         "content": [str(sample("chelsea")), str(sample("coffee"))],
@@ -160,16 +183,17 @@ def test_ray_gives_the_local_results_and_workers_never_compute_targets(tmp_path,
         assert np.abs(pixels(item.output) - pixels(theirs.output)).max() <= 1
 
 
-@pytest.mark.parametrize("max_retries", [1, 0])
-def test_a_worker_killed_mid_run_costs_no_job_and_no_duplicate(tmp_path, spy, local_ray, caplog, max_retries):
+# 3 workers on 2 CPUs: the third waits for room (a dead worker's CPU) and no job waits behind it.
+@pytest.mark.parametrize(("max_retries", "workers"), [(1, 3), (0, 2)])
+def test_a_worker_killed_mid_run_costs_no_job_and_no_duplicate(tmp_path, spy, local_ray, caplog, max_retries, workers):
     contents = [str(sample(name)) for name in ("astronaut", "chelsea", "coffee")]
     pipeline = write_pipeline(tmp_path, "fault", executor="ray", content=contents, plugins=[str(spy)],
                               styles=spied_styles("shipwreck", "the_scream"), losses={"extra": [{"name": "crash_once"}]},
-                              ray={"num_workers": 2, "max_retries": max_retries})
+                              ray={"num_workers": workers, "max_retries": max_retries})
     with caplog.at_level(logging.WARNING, logger="stylepipe"):
         report = run_pipeline(load_pipeline(pipeline))
 
-    assert (spy / "crashed").exists()  # a worker really died, on its second job (its batch's second)
+    assert (spy / "crashed").exists()  # a worker really died, on its second job
     assert local_ray.is_initialized()  # joined, not stopped
     assert sorted(item.job for item in report.items) == list(range(6))  # every job exactly once
     failed = [item for item in report.items if item.status == "failed"]
@@ -177,9 +201,8 @@ def test_a_worker_killed_mid_run_costs_no_job_and_no_duplicate(tmp_path, spy, lo
         assert not failed and report.exit_code == 0
         assert "goes back in the queue (retry 1 of 1)" in caplog.text
     else:
-        assert len(failed) == 2 and report.exit_code == 1  # the dead worker's batch; the rest carry on
-        for item in failed:
-            assert re.search(r"died 1 time\(s\), more than ray.max_retries=0: ActorDiedError", item.error)
+        assert len(failed) == 1 and report.exit_code == 1  # the job that killed its worker; the rest carry on
+        assert re.search(r"died 1 time\(s\), more than ray.max_retries=0: ActorDiedError", failed[0].error)
     out = tmp_path / "out-fault"
     done = {Path(item.output).name for item in report.items if item.status == "done"}
     assert {p.name for p in out.glob("*.png")} == done  # nothing partial, nothing extra
@@ -187,6 +210,56 @@ def test_a_worker_killed_mid_run_costs_no_job_and_no_duplicate(tmp_path, spy, lo
     assert len(list((out / ".stylepipe").glob("*.json"))) == len(done)
     saved = json.loads((out / "report.json").read_text())
     assert [item["job"] for item in saved["items"]] == list(range(6)) and saved["style_targets"]["computed"] == 2
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("raise", r"Ray worker on .* could not start: PluginError: .*not installed on this node"),
+    ("exit", r"Ray workers keep dying as they start \(3 so far\): ActorDiedError"),
+])
+def test_a_worker_that_cannot_start_stops_the_run_as_an_environment_problem(tmp_path, local_ray, how, message):
+    broken = tmp_path / "broken_plugins"
+    broken.mkdir()
+    (broken / "driver.pid").write_text(str(os.getpid()))
+    (broken / "needs_setup.py").write_text(BROKEN_PLUGIN)
+    if how == "exit":
+        (broken / "exit").touch()
+    pipeline = write_pipeline(tmp_path, "broken", executor="ray", content=[str(sample("chelsea"))], plugins=[str(broken)],
+                              styles=[str(sample("shipwreck"))], ray={"num_workers": 1, "max_retries": 1})
+    with pytest.raises(EnvironmentProblem, match=message):
+        run_pipeline(load_pipeline(pipeline))
+    saved = json.loads((tmp_path / "out-broken" / "report.json").read_text())
+    assert saved["items"] == [] and len(saved["remaining"]) == 1
+
+
+def test_an_unexpected_error_in_a_worker_fails_its_jobs_only(tmp_path, spy, local_ray):
+    pipeline = write_pipeline(tmp_path, "buggy", executor="ray", content=[str(sample("chelsea"))], plugins=[str(spy)],
+                              styles=[str(sample("shipwreck")), str(sample("the_scream"))],
+                              losses={"extra": [{"name": "buggy"}]}, ray={"num_workers": 1})
+    report = run_pipeline(load_pipeline(pipeline))
+    assert sorted(item.job for item in report.items) == [0, 1] and report.exit_code == 1
+    assert {item.error for item in report.items} == {"worker error: TypeError: buggy plugin"}
+
+
+def test_a_worker_too_big_for_every_node_is_refused_on_our_own_ray_and_awaited_on_a_cluster(caplog):
+    from stylepipe.config import RayConfig
+    from stylepipe.executors.ray import _Dispatcher
+
+    fake_ray = SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False, "Resources": {"CPU": 8.0}}])
+    dispatcher = SimpleNamespace(cfg=RayConfig(cpus_per_worker=4), use_gpu=False)
+    with pytest.raises(EnvironmentProblem, match=r"no Ray node has room for a worker \(4 CPU, 0 GPU\)"):
+        _Dispatcher._check_room(dispatcher, fake_ray, True)
+    with caplog.at_level(logging.WARNING, logger="stylepipe"):
+        _Dispatcher._check_room(dispatcher, fake_ray, False)
+    assert "waiting for the cluster to grow" in caplog.text
+    _Dispatcher._check_room(SimpleNamespace(cfg=RayConfig(cpus_per_worker=2), use_gpu=False), fake_ray, True)
+
+
+def test_batches_group_jobs_by_style_in_index_order():
+    from stylepipe.executors.ray import batches
+
+    jobs = [SimpleNamespace(index=i, style_label="ab"[i % 2]) for i in range(7)]
+    assert [[job.index for job in batch] for batch in batches(jobs, 3)] == [[0, 2, 4], [6], [1, 3, 5]]
+    assert [len(batch) for batch in batches(jobs, 1)] == [1] * 7
 
 
 def test_without_ray_installed_the_error_says_how_to_get_it(tmp_path, monkeypatch):
@@ -205,7 +278,7 @@ def test_without_ray_installed_the_error_says_how_to_get_it(tmp_path, monkeypatc
 def test_the_cluster_docs_examples_parse():
     """The KubeRay RayJob manifest and the pipeline snippet in docs/cluster.md are valid as written."""
     text = (ROOT / "docs" / "cluster.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
     documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
     jobs = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "RayJob"]
     assert len(jobs) == 1 and jobs[0]["apiVersion"] == "ray.io/v1"

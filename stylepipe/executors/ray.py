@@ -11,8 +11,11 @@ over 100 MB more on top of Ray), turns jobs into table rows, and retries at the 
 blocks; a block that still fails fails the whole dataset. What a run needs is simpler and
 stricter: every job reported exactly once, a job whose worker died retried a bounded number of
 times (`ray.max_retries`) on another worker, and a job that keeps killing workers reported as
-failed while the rest carry on. A small dispatcher over `ray.wait` does exactly that in one
-screen of code, with results streaming back to the runner as each batch finishes.
+failed while the rest carry on. A small dispatcher over `ray.wait` does exactly that in about a
+hundred lines, with results streaming back to the runner as each batch finishes.
+
+Jobs go only to actors that have answered a `ready` probe, so on a cluster without room for
+every worker (or one still autoscaling) no job waits behind an actor that cannot start yet.
 
 Retries are ours, not Ray's (actors get `max_restarts=0`, `max_task_retries=0`): a Ray-level
 retry would be invisible to the report and could run a job twice. The jobs of a batch whose
@@ -133,10 +136,17 @@ class StyleWorker:
         except Exception as exc:  # noqa: BLE001 - reported to the driver with its cause
             self.problem = f"{type(exc).__name__}: {exc}"
 
-    def run_batch(self, jobs: list[Job]) -> list[ItemReport]:
+    def ready(self) -> str:
+        """Answered once the actor is up: jobs go only to ready actors, never queue behind one
+        that the cluster has no room for yet."""
         if self.context is None:
             raise EnvironmentProblem(f"a Ray worker on {socket.gethostname()} could not start: {self.problem}")
-        return process_batch(jobs, self.context)
+        return socket.gethostname()
+
+    def run_batch(self, jobs: list[Job]) -> list[ItemReport]:
+        """Make a batch of outputs; a job's own failure is a failed ItemReport, as with `local`."""
+        self.ready()
+        return process_batch(jobs, self.context)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -159,15 +169,15 @@ class RayExecutor:
         if not jobs:
             return
         ray = import_ray()
-        with ray_session(ray, self.config):
-            yield from _Dispatcher(ray, self.config, self.batch_size, context, events).run(jobs)
+        with ray_session(ray, self.config) as started_here:
+            yield from _Dispatcher(ray, self.config, self.batch_size, context, events, started_here).run(jobs)
 
 
 @contextmanager
-def ray_session(ray: ModuleType, cfg: RayConfig) -> Iterator[None]:
-    """Join `ray.address`, reuse a Ray already set up in this process, or start one; stop only our own."""
+def ray_session(ray: ModuleType, cfg: RayConfig) -> Iterator[bool]:
+    """Join `ray.address`, reuse a Ray already set up in this process, or start one (→ True); stop only our own."""
     if ray.is_initialized():
-        yield
+        yield False
         return
     handlers = _signal_handlers()
     try:
@@ -175,8 +185,6 @@ def ray_session(ray: ModuleType, cfg: RayConfig) -> Iterator[None]:
             ray.init(address=cfg.address)
         else:
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            if cfg.cpus_per_worker > cpus:
-                raise EnvironmentProblem(f"ray.cpus_per_worker is {cfg.cpus_per_worker} but this machine has {cpus} CPU(s)")
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -185,7 +193,7 @@ def ray_session(ray: ModuleType, cfg: RayConfig) -> Iterator[None]:
     finally:
         _restore(handlers)
     try:
-        yield
+        yield not cfg.address
     finally:
         ray.shutdown()  # a started instance stops; a joined cluster only loses this driver
 
@@ -195,17 +203,20 @@ def _signal_handlers() -> dict[int, Any]:
 
 
 def _restore(handlers: dict[int, Any]) -> None:
-    """`ray.init` replaces SIGTERM with an immediate exit; the CLI's "finish, report, exit" must win."""
+    """`ray.init` replaces SIGTERM with an immediate exit; a handler of ours (the CLI's "finish,
+    report, exit") must win. Without one, Ray's stays: it stops Ray's processes on the way out."""
     if threading.current_thread() is threading.main_thread():
         for sig, handler in handlers.items():
-            if handler is not None and signal.getsignal(sig) is not handler:
+            if callable(handler) and signal.getsignal(sig) is not handler:
                 signal.signal(sig, handler)
 
 
 class _Dispatcher:
-    """One run's bookkeeping: queued batches, one batch in flight per actor, deaths per job."""
+    """One run's bookkeeping: queued batches, actors starting or idle, one batch in flight per
+    ready actor, and deaths per job."""
 
-    def __init__(self, ray: ModuleType, cfg: RayConfig, batch_size: int, context: WorkerContext, events: RunEvents) -> None:
+    def __init__(self, ray: ModuleType, cfg: RayConfig, batch_size: int, context: WorkerContext, events: RunEvents,
+                 fixed_size: bool = False) -> None:
         self.ray, self.cfg, self.context, self.events = ray, cfg, context, events
         self.batch_size = batch_size
         self.lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError)
@@ -217,16 +228,30 @@ class _Dispatcher:
             self.workers = max(1, math.floor(resources["GPU"] / cfg.gpus_per_worker))
         else:
             self.workers = max(1, math.floor(resources.get("CPU", 1) / cfg.cpus_per_worker))
+        self._check_room(ray, fixed_size)
         self.actor_class = ray.remote(StyleWorker)
         self.spec = _spec_of(context)
         self.spec_ref: Any = None
         self.actors: list[Any] = []  # every actor started, to kill at the end
-        self.idle: list[Any] = []
-        self.live = 0
+        self.idle: list[Any] = []  # ready and waiting for a batch
+        self.live = 0  # actors starting, idle or busy
         self.pending: deque[list[Job]] = deque()
-        self.in_flight: dict[Any, _Flight] = {}  # result ref → (actor, its batch)
+        self.in_flight: dict[Any, _Flight] = {}  # ref → (actor, its batch); no jobs: the actor's ready probe
         self.deaths: dict[int, int] = {}  # job index → workers that died running it
+        self.startup_deaths = 0
         self.yielded: set[int] = set()
+
+    def _check_room(self, ray: ModuleType, fixed_size: bool) -> None:
+        """When no node can hold a worker, Ray waits (for an autoscaler) in silence: say so, and
+        on the Ray started for this run, which will never grow, stop at once."""
+        need_gpu = self.cfg.gpus_per_worker if self.use_gpu else 0
+        nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+        if any(r.get("CPU", 0) >= self.cfg.cpus_per_worker and r.get("GPU", 0) >= need_gpu for r in nodes):
+            return
+        message = f"no Ray node has room for a worker ({self.cfg.cpus_per_worker:g} CPU, {need_gpu:g} GPU)"
+        if fixed_size:
+            raise EnvironmentProblem(f"{message}: lower ray.cpus_per_worker / ray.gpus_per_worker")
+        log.warning("%s yet; waiting for the cluster to grow", message)
 
     def run(self, jobs: Sequence[Job]) -> Iterator[ItemReport]:
         ray = self.ray
@@ -235,42 +260,32 @@ class _Dispatcher:
         self.pending.extend(batches(jobs, self.batch_size))
         self.workers = min(self.workers, len(self.pending))
         try:
-            while self.pending or self.in_flight:
-                self._fill()
-                if not self.in_flight:
-                    break  # asked to stop: what is still queued is left for the next run
+            while True:
+                stopping = self.context.should_stop()
+                if not stopping:
+                    self._fill()
+                working = any(flight.jobs for flight in self.in_flight.values())
+                if not working and (stopping or not self.pending):
+                    break  # done, or asked to stop: what is still queued is left for the next run
                 [ref], _ = ray.wait(list(self.in_flight), num_returns=1)
-                flight = self.in_flight.pop(ref)
-                try:
-                    reports = ray.get(ref)
-                    self.idle.append(flight.actor)
-                except self.lost as exc:
-                    self.live -= 1
-                    ray.kill(flight.actor, no_restart=True)
-                    reports = self._after_death(flight.jobs, exc)
-                except ray.exceptions.RayTaskError as exc:
-                    cause = getattr(exc, "cause", None) or exc
-                    if isinstance(cause, EnvironmentProblem):
-                        raise EnvironmentProblem(str(cause)) from None
-                    self.idle.append(flight.actor)
-                    reports = [_failed(job, f"worker error: {type(cause).__name__}: {_first_line(cause)}") for job in flight.jobs]
                 # The runner records these before the next _fill, so a stop (--max-jobs) sees them.
-                yield from self._once(reports)
+                yield from self._once(self._settle(ref, self.in_flight.pop(ref)))
         finally:
             for actor in self.actors:
                 ray.kill(actor, no_restart=True)
 
     def _fill(self) -> None:
-        """Give every idle actor a batch, starting actors up to the wanted number (also after a death)."""
-        while self.pending and not self.context.should_stop():
-            if not self.idle and self.live < self.workers:
-                self.idle.append(self._spawn())
-            if not self.idle:
-                return
+        """Give each ready actor a batch; start actors while batches outnumber those starting."""
+        while self.pending and self.idle:
             actor, batch = self.idle.pop(), self.pending.popleft()
             for job in batch:
                 self.events.job_started(job)
             self.in_flight[actor.run_batch.remote(batch)] = _Flight(actor, batch)
+        starting = sum(1 for flight in self.in_flight.values() if not flight.jobs)
+        while self.live < self.workers and len(self.pending) > starting:
+            actor = self._spawn()
+            self.in_flight[actor.ready.remote()] = _Flight(actor, [])
+            starting += 1
 
     def _spawn(self) -> Any:
         options: dict[str, Any] = {"num_cpus": self.cfg.cpus_per_worker, "max_restarts": 0, "max_task_retries": 0}
@@ -282,6 +297,29 @@ class _Dispatcher:
         self.actors.append(actor)
         self.live += 1
         return actor
+
+    def _settle(self, ref: Any, flight: _Flight) -> list[ItemReport]:
+        """The reports of a finished call; a lost actor's jobs re-queued; a worker that cannot start stops the run."""
+        try:
+            reports = self.ray.get(ref)
+        except self.lost as exc:
+            self.live -= 1
+            self.ray.kill(flight.actor, no_restart=True)
+            if flight.jobs:
+                return self._after_death(flight.jobs, exc)
+            self.startup_deaths += 1
+            if self.startup_deaths > self.workers * (self.cfg.max_retries + 1):
+                raise EnvironmentProblem(f"Ray workers keep dying as they start ({self.startup_deaths} so far): "
+                                         f"{type(exc).__name__}: {_first_line(exc)}") from None
+            return []
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None) or exc
+            if isinstance(cause, EnvironmentProblem):
+                raise EnvironmentProblem(str(cause)) from None
+            self.idle.append(flight.actor)
+            return [_failed(job, f"worker error: {type(cause).__name__}: {_first_line(cause)}") for job in flight.jobs]
+        self.idle.append(flight.actor)
+        return reports if flight.jobs else []
 
     def _after_death(self, jobs: list[Job], exc: Exception) -> list[ItemReport]:
         """Re-queue each job of a lost batch on its own (first in line), or fail it past max_retries."""
