@@ -37,7 +37,6 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from itertools import groupby
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -50,6 +49,7 @@ from ..events import RunEvents
 from ..plan import Job
 from ..report import ItemReport
 from ..worker import WorkerContext, WorkerSpec, process_batch
+from .local import job_groups
 
 log = logging.getLogger("stylepipe")
 
@@ -99,14 +99,8 @@ def _spec_of(context: WorkerContext) -> WorkerSpec:
     return WorkerSpec(context.terms, context.settings, context.out_dir, context.style_targets, context.style_errors)
 
 
-def batches(jobs: Sequence[Job], size: int) -> list[list[Job]]:
-    """Jobs grouped by style (so a batch shares its targets), in index order, at most `size` each."""
-    ordered = sorted(jobs, key=lambda job: (job.style_label, job.index))
-    out: list[list[Job]] = []
-    for _, group in groupby(ordered, key=lambda job: job.style_label):
-        items = list(group)
-        out += [items[i : i + size] for i in range(0, len(items), size)]
-    return out
+#: Jobs grouped by style (so a batch shares its targets), in index order: the local executor's rule.
+batches = job_groups
 
 
 class StyleWorker:
