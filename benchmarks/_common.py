@@ -166,8 +166,10 @@ def run_process(command: Sequence[str | Path], *, check: bool = True, env: Mappi
         usage_file = Path(temp) / "usage.json"
         subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(usage_file), *argv], stdout=out, stderr=err,
                        env=dict(env) if env is not None else None, check=False)
-        usage = json.loads(usage_file.read_text())
         out.seek(0), err.seek(0)
+        if not usage_file.exists():  # the launcher itself failed, e.g. the command does not exist
+            raise RuntimeError(f"could not run {' '.join(argv)}:\n{err.read().strip()[-2000:]}")
+        usage = json.loads(usage_file.read_text())
         result = ProcessResult(argv, usage["code"], usage["wall"], usage["maxrss_kb"] / 1024, usage["cpu"],
                                out.read(), err.read(), gpu.peak)
     if check and result.returncode != 0:

@@ -27,10 +27,10 @@ class Strict(BaseModel):
 
 
 class SizeConfig(Strict):
-    max_side: int | None = Field(256, ge=16, description="longest side of the output, in pixels")
+    max_side: int | None = Field(256, ge=32, description="longest side of the output, in pixels (VGG19's five pools need 32)")
     max_pixels: int | None = Field(None, ge=256, description="cap on width × height of the output")
     style_scale: float = Field(1.0, gt=0, le=8, description="style pictures' size relative to max_side / max_pixels")
-    style_max_side: int | None = Field(None, ge=16, description="absolute longest side of style pictures (overrides style_scale)")
+    style_max_side: int | None = Field(None, ge=32, description="absolute longest side of style pictures (overrides style_scale)")
 
     @model_validator(mode="after")
     def _some_size(self) -> SizeConfig:

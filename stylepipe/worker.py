@@ -94,7 +94,8 @@ def resolve_precision(configured: str, device: torch.device) -> str:
 #: Bytes of activations per output pixel kept for the backward pass of VGG19 up to relu5_1,
 #: float32, measured on the CPU (peak RSS growth per pixel) and rounded up.
 _BYTES_PER_PIXEL = 6_000
-_AUTO_CPU_BATCH = 4  # measured: 4 at a time is ~10-20% faster than one by one on 2 cores; more adds little
+_MIN_SIDE = 17
+_AUTO_CPU_BATCH = 1  # measured (docs/benchmarks.md): larger CPU batches gain nothing and cost memory
 
 
 def resolve_batch_size(configured: int | str, device: torch.device, settings: RunSettings) -> int:
@@ -179,7 +180,11 @@ def prepare_batch(jobs: list[Job], ctx: WorkerContext, events: RunEvents | None 
             if job.style and job.style_label in ctx.style_errors:
                 raise StylepipeError(f"style {job.style_label!r} failed: {ctx.style_errors[job.style_label]}")
             content = _fit(load_image(job.content, settings.max_input_pixels).tensor, settings) if job.content else None
-            prepared.ready.append(Ready(job, content, _output_size(job, settings, content)))
+            size = _output_size(job, settings, content)
+            if min(size) < _MIN_SIDE:  # five VGG blocks: smaller pictures vanish before relu5_1
+                raise StylepipeError(f"{job.content_label}: {size[1]}×{size[0]} px at this size; every side needs "
+                                     f"at least {_MIN_SIDE} px: raise size.max_side")
+            prepared.ready.append(Ready(job, content, size))
         except StylepipeError as exc:
             prepared.failed.append(_failed(job, str(exc)))
     return prepared

@@ -170,7 +170,7 @@ def test_error_is_a_config_error_with_exit_code_2(tmp_path: Path) -> None:
 
 def test_exact_message_format(tmp_path: Path) -> None:
     path = write(tmp_path, "content: a.jpg\nstyles: b.jpg\nsize:\n  max_side: 8\n")
-    assert config_error(path) == f"{path}:4:13: size.max_side: Input should be greater than or equal to 16"
+    assert config_error(path) == f"{path}:4:13: size.max_side: Input should be greater than or equal to 32"
 
 
 def test_several_problems_give_one_line_each(tmp_path: Path) -> None:
