@@ -148,34 +148,38 @@ class TVParams(TermParams):
     weight: float = Field(0.0, ge=0)
 
 
-class ContentLoss(LossTerm):
+class LayeredTerm(LossTerm):
+    """A term whose parameters are LayeredParams: it reads `params.layers`, weighted per layer."""
+
+    @property
+    def layers(self) -> Sequence[str]:
+        return self.params.layers
+
+    @property
+    def layer_weights(self) -> dict[str, float]:
+        return _weights_for(self.layers, self.params.layer_weights)
+
+
+class ContentLoss(LayeredTerm):
     """Keep the content photo's arrangement: feature MSE at deep layers."""
 
     name = "content"
     side = "content"
     Params = ContentParams
 
-    @property
-    def layers(self) -> Sequence[str]:
-        return self.params.layers
-
     def content_targets(self, features: Features) -> TensorDict:
         return {layer: features[layer].detach() for layer in self.layers}
 
     def loss(self, image, features, content, style):
-        return content_loss(features, content, _weights_for(self.layers, self.params.layer_weights))
+        return content_loss(features, content, self.layer_weights)
 
 
-class StyleLoss(LossTerm):
+class StyleLoss(LayeredTerm):
     """Match the style's Gram matrices: its textures, colours and strokes, not its layout."""
 
     name = "style"
     side = "style"
     Params = StyleParams
-
-    @property
-    def layers(self) -> Sequence[str]:
-        return self.params.layers
 
     def fingerprint(self) -> dict[str, Any]:
         # Layer weights only scale the loss; the Gram targets depend on the layers alone.
@@ -185,7 +189,7 @@ class StyleLoss(LossTerm):
         return {layer: gram(features[layer]).detach()[0] for layer in self.layers}
 
     def loss(self, image, features, content, style):
-        return style_loss(features, style, _weights_for(self.layers, self.params.layer_weights))
+        return style_loss(features, style, self.layer_weights)
 
 
 class TotalVariation(LossTerm):

@@ -249,12 +249,14 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     ]).to(ctx.device)
     optimize_settings = replace(settings.optimize, precision=ctx.precision)
     on_step = lambda i, n, loss: events.step(first, i, n, loss)  # noqa: E731
+    full_size = objective_at((height, width))  # content targets at full size, computed once
     if settings.pyramid.levels > 1:
-        result = optimize_pyramid(init, objective_at, optimize_settings, settings.pyramid, on_step)
+        result = optimize_pyramid(init, lambda size: full_size if size == (height, width) else objective_at(size),
+                                  optimize_settings, settings.pyramid, on_step)
     else:
-        result = optimize(init, objective_at((height, width)), optimize_settings, on_step)
+        result = optimize(init, full_size, optimize_settings, on_step)
     final = postprocess(result.image, content, settings.preserve_colors if content is not None else None)
-    values = objective_at((height, width)).evaluate(final)
+    values = full_size.evaluate(final)
     seconds = (time.perf_counter() - start) / len(chunk)  # a batch's time, shared by its images
     items = []
     for i, ready in enumerate(chunk):
@@ -278,7 +280,3 @@ def process_batch(jobs: list[Job], ctx: WorkerContext, events: RunEvents | None 
     """Make a group of outputs (ideally of one style); one report per job, failures included."""
     return list(run_prepared(prepare_batch(jobs, ctx, events), ctx, events))
 
-
-def process_job(job: Job, ctx: WorkerContext, events: RunEvents | None = None) -> ItemReport:
-    """Make one output; a failure is reported, never raised, so the other jobs carry on."""
-    return process_batch([job], ctx, events)[0]
