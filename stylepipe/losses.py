@@ -4,7 +4,13 @@ Normalisations (pinned in tests/test_losses.py; weights only mean something with
 
 * content  = Σ_l w_l · mean((F_l − P_l)²) / Σ_l w_l           (F: image features, P: content's)
 * gram(F)  = F Fᵀ / (C·H·W)                                      (F reshaped to C × HW)
-* style    = Σ_l w_l · mean((gram(F_l) − A_l)²) / Σ_l w_l      (A: the style's cached Gram target)
+* style_l  = ¼ Σ_ij (gram(F_l) − A_l)²_ij                        (A: the style's cached Gram target)
+* style    = Σ_l w_l · style_l / Σ_l w_l
+
+style_l is the paper's E_l = 1/(4N²M²) Σ_ij (G − A)²_ij with G = F Fᵀ (N channels, M positions),
+rewritten with the position-normalised Gram: a *sum* over the N×N entries. A *mean* over the entries
+would scale each layer by 1/N², and with the normalised VGG19 (equal mean activation per layer)
+relu1_1 would then outweigh relu4_1 and relu5_1 64×: the painting's large strokes vanish.
 * tv       = mean((x[..., 1:, :] − x[..., :-1, :])²) + mean((x[..., :, 1:] − x[..., :, :-1])²)
 
 Every per-image quantity has shape (B,): a batch of N images is N independent problems.
@@ -44,10 +50,15 @@ def content_loss(features: Features, targets: Features, layer_weights: Mapping[s
     return sum(w * per_image_mse(features[l], targets[l]) for l, w in layer_weights.items()) / total
 
 
+def gram_distance(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The paper's per-layer style error E_l, per image: ¼ of the summed squared Gram difference."""
+    return 0.25 * (gram(features) - target).pow(2).flatten(1).sum(dim=1)
+
+
 def style_loss(features: Features, targets: Features, layer_weights: Mapping[str, float]) -> torch.Tensor:
-    """Weighted mean over layers of the per-image Gram MSE against the cached targets."""
+    """Weighted mean over layers of the paper's E_l, so every layer keeps the paper's balance."""
     total = sum(layer_weights.values())
-    return sum(w * per_image_mse(gram(features[l]), targets[l]) for l, w in layer_weights.items()) / total
+    return sum(w * gram_distance(features[l], targets[l]) for l, w in layer_weights.items()) / total
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
@@ -178,6 +189,7 @@ class StyleLoss(LayeredTerm):
     """Match the style's Gram matrices: its textures, colours and strokes, not its layout."""
 
     name = "style"
+    version = 2  # v2: the paper's summed E_l (v1 averaged the Gram entries)
     side = "style"
     Params = StyleParams
 

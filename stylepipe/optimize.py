@@ -8,7 +8,15 @@ A batch of N images is N independent problems solved side by side: one batched f
 backward pass per step, but each image has its own L-BFGS history, step and stopping test (an
 L-BFGS over the concatenated batch would couple them through a shared line search), its own
 NaN guard and its own best-so-far copy. So a batch gives the same result as N single runs, within
-float tolerance. The per-image L-BFGS follows torch.optim.LBFGS without line search, step for step.
+float tolerance. The per-image L-BFGS follows torch.optim.LBFGS without line search, step for step,
+except that every step is projected onto the valid pictures (pixels in [0, 1]).
+
+Why projection: an unconstrained iterate drifts outside [0, 1] where the network happily reads
+"brighter than white"; clamping only the result then leaves isolated over- and under-shot pixels
+(speckles), and the best iterate would be picked on a picture that is never saved. Projecting
+each step keeps every evaluated image a valid picture, so the loss tracked is the loss of what is
+written. L-BFGS learns its curvature from the step actually taken (after the projection), which
+keeps the (s, y) pairs consistent; pixels pinned at a bound simply stop moving.
 """
 
 from __future__ import annotations
@@ -157,6 +165,7 @@ class _ImageLBFGS:
         self.ro: list[torch.Tensor] = []
         self.h_diag: torch.Tensor | float = 1.0
         self.d: torch.Tensor | None = None
+        self.taken: torch.Tensor | None = None  # the last step actually made, after projection
         self.t: float | torch.Tensor = lr
         self.prev_grad: torch.Tensor | None = None
         self.prev_loss = 0.0
@@ -170,7 +179,7 @@ class _ImageLBFGS:
             d = grad.neg()
         else:
             y = grad - self.prev_grad
-            s = self.d * self.t
+            s = self.taken
             ys = y.dot(s)
             if ys > 1e-10:
                 if len(self.dirs) == self.history:
@@ -195,9 +204,12 @@ class _ImageLBFGS:
         self.d = d
         return d * self.t
 
-    def after(self, grad: torch.Tensor, loss: float) -> None:
-        """torch's stopping tests after an evaluation: flat gradient, tiny step, no progress."""
-        if (grad.abs().max() <= _TOLERANCE_GRAD or (self.d * self.t).abs().max() <= _TOLERANCE_CHANGE
+    def after(self, taken: torch.Tensor, grad: torch.Tensor, loss: float) -> None:
+        """Remember the projected step; torch's stopping tests: flat gradient, tiny step, no progress."""
+        self.taken = taken
+        if self.iterations == 1:
+            return  # the first step is deliberately tiny (1/|g|₁): in bf16 it may not move the loss at all
+        if (grad.abs().max() <= _TOLERANCE_GRAD or taken.abs().max() <= _TOLERANCE_CHANGE
                 or abs(loss - self.prev_loss) < _TOLERANCE_CHANGE):
             self.active = False
 
@@ -220,20 +232,20 @@ def _run_lbfgs(image: torch.Tensor, objective: Objective, settings: OptimizeSett
         if tracker.diverged[i] or grads[i].abs().max() <= _TOLERANCE_GRAD:
             solver.active = False
     while not tracker.done:
-        moved = False
+        taken: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             for i, solver in enumerate(solvers):
                 if solver.active and not tracker.diverged[i]:
                     update = solver.step(grads[i].flatten(), float(losses[i]))
                     if update is not None:
-                        image[i].add_(update.view_as(image[i]))
-                        moved = True
-        if not moved:
+                        before = image[i].detach().clone()
+                        image[i].add_(update.view_as(image[i])).clamp_(0.0, 1.0)  # the projected step
+                        taken[i] = (image[i] - before).flatten()
+        if not taken:
             break  # every image converged or diverged
         losses, grads = _evaluate(image, objective, tracker)
-        for i, solver in enumerate(solvers):
-            if solver.active:
-                solver.after(grads[i].flatten(), float(losses[i]))
+        for i, step in taken.items():
+            solvers[i].after(step, grads[i].flatten(), float(losses[i]))
 
 
 def _run_adam(image: torch.Tensor, objective: Objective, settings: OptimizeSettings, tracker: _Tracker) -> None:
@@ -259,7 +271,7 @@ def optimize(init: torch.Tensor, objective: Objective, settings: OptimizeSetting
     if settings.steps < 1:
         raise ValueError("steps must be at least 1")
     objective = replace(objective, precision=settings.precision)
-    image = init.detach().clone().requires_grad_(True)
+    image = init.detach().clamp(0.0, 1.0).requires_grad_(True)  # start, like every step, in range
     tracker = _Tracker(image.shape[0], settings.steps, on_step)
     runner = _run_lbfgs if settings.optimizer == "lbfgs" else _run_adam
     runner(image, objective, settings, tracker)

@@ -45,9 +45,27 @@ def test_content_loss_is_weighted_mean_of_feature_mse():
 def test_style_loss_compares_gram_with_target():
     features = {"l": torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])}
     target = {"l": torch.zeros(2, 2)}
-    # Gram entries 1.25, 2.75, 2.75, 6.25 → mean of squares = (1.5625 + 7.5625·2 + 39.0625) / 4 = 13.9375
+    # Gram entries 1.25, 2.75, 2.75, 6.25 → ¼ · sum of squares = (1.5625 + 7.5625·2 + 39.0625) / 4 = 13.9375
     assert style_loss(features, target, {"l": 1.0}).item() == pytest.approx(13.9375)
     assert style_loss(features, {"l": gram(features["l"])[0]}, {"l": 1.0}).item() == pytest.approx(0.0)
+
+
+def test_style_loss_is_the_papers_summed_error_not_a_mean_over_entries():
+    # C=3 channels, H·W=2 positions. F = [[1, 2], [0, 1], [2, 0]] → F Fᵀ = [[5, 2, 2], [2, 1, 0], [2, 0, 4]].
+    # Paper: E = 1/(4 N² M²) Σ (F Fᵀ − A)², N=3, M=2, A=0 → Σ = 25+4+4+4+1+0+4+0+16 = 58 → 58 / (4·9·4) = 0.402777…
+    # (a mean over the 9 Gram entries would be 4/9 of this: 0.179)
+    features = {"l": torch.tensor([[[[1.0, 2.0]], [[0.0, 1.0]], [[2.0, 0.0]]]])}
+    value = style_loss(features, {"l": torch.zeros(3, 3)}, {"l": 1.0}).item()
+    assert value == pytest.approx(58 / 144)
+
+
+def test_style_loss_matches_the_paper_formula_on_real_sizes():
+    torch.manual_seed(0)
+    f, a = torch.rand(1, 16, 6, 5), torch.rand(16, 16)
+    n, m = 16, 30
+    raw = f.reshape(16, 30)
+    paper = ((raw @ raw.T - a * n * m) ** 2).sum() / (4 * n**2 * m**2)
+    assert style_loss({"l": f}, {"l": a}, {"l": 1.0}).item() == pytest.approx(paper.item(), rel=1e-5)
 
 
 def test_tv_loss_is_mean_squared_neighbour_difference():

@@ -1,0 +1,155 @@
+"""Sweep of the transfer defaults: style weight × steps × schedule × TV, judged by the held-out score.
+
+Runs stylepipe's own tensor functions in one process (the network loaded once) over the sample
+photos × paintings at one size, writes every output as PNG, and prints one row per setting with
+the held-out score (benchmarks/heldout.py: style and content distances at layers no loss uses,
+speckles per 10,000 px) and the optimisation seconds. Seconds here are for comparing settings with
+each other on one machine; the peer comparison (`throughput.py`) times `stylepipe run` as users do.
+
+    .venv/bin/python benchmarks/sweep.py                      # the published sweep (docs/quality.md)
+    .venv/bin/python benchmarks/sweep.py --styles starry_night --configs default,single100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import CONTENT_DIR, REPO, markdown_table, write_result  # noqa: E402
+from heldout import HeldOutScore  # noqa: E402
+
+from stylepipe.images import load_image, resize, save_image, target_size  # noqa: E402
+from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams  # noqa: E402
+from stylepipe.network import build_extractor  # noqa: E402
+from stylepipe.optimize import (  # noqa: E402
+    Objective,
+    OptimizeSettings,
+    Pyramid,
+    content_targets,
+    optimize,
+    optimize_pyramid,
+    resample,
+)
+from stylepipe.styles import WeightedImage  # noqa: E402
+from stylepipe.targets import StyleSizing, compute_targets  # noqa: E402
+
+STYLE_DIR = REPO / "samples" / "styles"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the sweep."""
+
+    style_weight: float
+    steps: int
+    levels: int = 1
+    factor: float = 2.0
+    split: tuple[int, ...] | None = None
+    tv: float = 0.0
+    optimizer: str = "lbfgs"
+    palette: bool = False  # style only, from noise (the palette mode)
+    noise: float = 1.0  # palette: noise amplitude around mid-grey (1: uniform over [0, 1])
+
+    def label(self) -> str:
+        schedule = f"{self.levels} levels ×{self.factor:g} {list(self.split) if self.split else ''}" if self.levels > 1 else "single"
+        mode = f"palette, noise {self.noise:g}, " if self.palette else ""
+        return f"{mode}sw {self.style_weight:g}, {self.steps} steps, {schedule}, tv {self.tv:g}"
+
+
+def parse_setting(text: str) -> Setting:
+    """`sw=300,steps=100,levels=2,factor=2,split=60+40,tv=0[,palette=1,noise=0.5]`."""
+    values: dict[str, Any] = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        values[key.strip()] = value.strip()
+    split = tuple(int(v) for v in values["split"].split("+")) if "split" in values else None
+    return Setting(float(values.get("sw", 300)), int(values.get("steps", sum(split) if split else 100)),
+                   int(values.get("levels", len(split) if split else 1)), float(values.get("factor", 2)), split,
+                   float(values.get("tv", 0)), values.get("opt", "lbfgs"), values.get("palette", "0") == "1",
+                   float(values.get("noise", 1)))
+
+
+def run_one(extractor, setting: Setting, content: torch.Tensor, style_targets) -> tuple[torch.Tensor, float]:
+    terms = [StyleLoss(StyleParams(weight=setting.style_weight)), TotalVariation(TVParams(weight=setting.tv))]
+    if not setting.palette:
+        terms.insert(0, ContentLoss(ContentParams()))
+    style = {"style": style_targets["style"]}
+
+    def objective_at(size: tuple[int, int]) -> Objective:
+        scaled = resample(content, size)
+        return Objective(extractor, terms, content_targets(extractor, terms, scaled), style)
+
+    init = content
+    if setting.palette:
+        generator = torch.Generator().manual_seed(0)
+        init = (0.5 + (torch.rand(content.shape, generator=generator) - 0.5) * setting.noise).to(content.device)
+    settings = OptimizeSettings(optimizer=setting.optimizer, steps=setting.steps)  # type: ignore[arg-type]
+    start = time.perf_counter()
+    if setting.levels > 1:
+        result = optimize_pyramid(init, objective_at, settings, Pyramid(setting.levels, setting.factor, setting.split))
+    else:
+        result = optimize(init, objective_at(tuple(content.shape[-2:])), settings)
+    return result.image, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("settings", nargs="+", help="sw=…,steps=…,levels=…,factor=…,split=a+b,tv=…")
+    parser.add_argument("--styles", default="starry_night", help="comma-separated style stems, or 'all'")
+    parser.add_argument("--contents", default="all", help="comma-separated content stems, or 'all'")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/stylepipe-sweep"))
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    extractor = build_extractor("vgg19-gatys", None, "avg", device)
+    styles = sorted(STYLE_DIR.glob("*.jpg")) if args.styles == "all" else [STYLE_DIR / f"{s}.jpg" for s in args.styles.split(",")]
+    contents = sorted(CONTENT_DIR.glob("*.jpg")) if args.contents == "all" else [CONTENT_DIR / f"{c}.jpg" for c in args.contents.split(",")]
+    settings = [parse_setting(text) for text in args.settings]
+    rows, records = [], []
+    for style_path in styles:
+        judge = HeldOutScore(style_path, args.size, args.device)
+        targets = compute_targets([WeightedImage(load_image(style_path).tensor, 1.0)], extractor,
+                                  [StyleLoss(StyleParams())], StyleSizing(args.size, None), device)
+        targets = {name: {k: v.to(device) for k, v in t.items()} for name, t in targets.items()}
+        photo_pairs = []
+        for content_path in contents:
+            image = load_image(content_path).tensor
+            size = target_size(image.shape[-2], image.shape[-1], args.size, None)
+            photo_pairs.append((content_path, resize(image, size).unsqueeze(0).to(device)))
+        for index, setting in enumerate(settings):
+            folder = args.out / f"s{index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            seconds, pairs = 0.0, []
+            for content_path, content in photo_pairs:
+                image, took = run_one(extractor, setting, content, targets)
+                seconds += took
+                output = folder / f"{content_path.stem}__{style_path.stem}.png"
+                save_image(image[0].cpu(), output, "png")
+                pairs.append((output, content_path))
+            score = judge.mean(pairs)
+            rows.append([style_path.stem, setting.label(), score.style, score.content, score.speckles, seconds / len(pairs)])
+            records.append({"style": style_path.stem, "setting": setting.label(), "folder": str(folder), **score.as_dict(),
+                            "seconds_per_image": round(seconds / len(pairs), 2)})
+            print(markdown_table(["style", "setting", "style dist.", "content dist.", "speckles/10k", "s/image"], rows[-1:]),
+                  flush=True)
+            if args.json:  # after every row, so an interrupted sweep keeps what it measured
+                write_result(args.json, {"benchmark": "sweep", "size": args.size, "device": args.device, "rows": records})
+    print()
+    print(markdown_table(["style", "setting", "style dist. ↓", "content dist. ↓", "speckles/10k ↓", "s/image"], rows))
+    print(json.dumps(records[-1]) if records else "", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
