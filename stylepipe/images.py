@@ -278,7 +278,9 @@ def _check_image(image: torch.Tensor) -> None:
 
 def _save_options(pil_format: str, quality: int) -> dict[str, object]:
     if pil_format == "JPEG":
-        options: dict[str, object] = {"quality": quality, "optimize": True}
+        # No `optimize`: Pillow then gives libjpeg a buffer of one byte per pixel for the whole
+        # file, and a finely painted picture at 4:4:4 needs more ("Suspension not allowed here").
+        options: dict[str, object] = {"quality": quality}
         if quality >= 90:
             options["subsampling"] = 0  # 4:4:4: keep the fine colour detail style transfer makes
         return options

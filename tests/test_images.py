@@ -593,3 +593,13 @@ def test_interrupted_save_leaves_nothing_behind(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(KeyboardInterrupt):
         save_image(torch.rand(3, 8, 8), tmp_path / "out.png", format="png")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("quality", [90, 100])
+def test_jpeg_of_a_busy_picture_saves(tmp_path: Path, quality: int) -> None:
+    """Style transfer paints fine texture everywhere: worst case, noise, must still write as JPEG."""
+    torch.manual_seed(0)
+    out = tmp_path / "busy.jpg"
+    save_image(torch.rand(3, 256, 256), out, "jpg", quality)
+    with Image.open(out) as written:
+        assert written.size == (256, 256) and written.format == "JPEG"
