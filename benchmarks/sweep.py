@@ -35,6 +35,7 @@ from stylepipe.optimize import (  # noqa: E402
     OptimizeSettings,
     Pyramid,
     content_targets,
+    initial_image,
     optimize,
     optimize_pyramid,
     resample,
@@ -90,8 +91,7 @@ def run_one(extractor, setting: Setting, content: torch.Tensor, style_targets) -
 
     init = content
     if setting.palette:
-        generator = torch.Generator().manual_seed(0)
-        init = (0.5 + (torch.rand(content.shape, generator=generator) - 0.5) * setting.noise).to(content.device)
+        init = initial_image("noise", None, tuple(content.shape), 0, noise=setting.noise).to(content.device)
     settings = OptimizeSettings(optimizer=setting.optimizer, steps=setting.steps)  # type: ignore[arg-type]
     start = time.perf_counter()
     if setting.levels > 1:

@@ -67,12 +67,13 @@ class PyramidConfig(Strict):
 
 class OptimizeConfig(Strict):
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
-    steps: int = Field(100, ge=1, le=100_000)
+    steps: int | None = Field(None, ge=1, le=100_000, description="default: 50 for transfer, 350 for palette and reconstruct")
     lr: float | None = Field(None, gt=0, description="default 1.0 for lbfgs, 0.02 for adam")
     init: str = Field("content", description="content, noise, or a picture file")
+    noise: float = Field(0.3, gt=0, le=1, description="amplitude of a noise start around mid-grey (1: uniform)")
     seed: int = 0
     batch_size: int | Literal["auto"] = Field("auto", description="images optimised together (same style and size)")
-    pyramid: PyramidConfig = Field(default_factory=PyramidConfig)
+    pyramid: PyramidConfig | None = Field(None, description="default: single scale for transfer, 3 levels for palette and reconstruct")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 elsewhere")
     compile: bool = Field(False, description="torch.compile the network (CUDA; pays off on long runs)")
 

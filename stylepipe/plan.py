@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import LoadedPipeline, PipelineConfig, validate_model
+from .config import LoadedPipeline, PipelineConfig, PyramidConfig, validate_model
+from .defaults import defaults_for
 from .errors import ConfigError, InputError
 from .images import LoadedImage, file_sha256, load_image
 from .losses import LossTerm
@@ -29,7 +30,7 @@ from .targets import StyleSizing
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 #: Bump when a change to the algorithm should invalidate every finished output.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-region L-BFGS steps
 SIDECAR_DIR = ".stylepipe"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
@@ -48,6 +49,7 @@ class RunSettings:
     compile: bool
     init: str
     init_path: Path | None
+    noise: float
     seed: int
     preserve_colors: str | None
     output_format: str
@@ -270,6 +272,13 @@ def job_fingerprint(content_sha: str | None, style: StyleSource | None, settings
 # --- the plan ------------------------------------------------------------------------------------
 
 
+def _pyramid(configured: PyramidConfig | None, default: Pyramid) -> Pyramid:
+    """The configured coarse-to-fine schedule, or the mode's default when the pipeline has none."""
+    if configured is None:
+        return default
+    return Pyramid(configured.levels, configured.factor, tuple(configured.steps) if configured.steps else None)
+
+
 def run_settings(pipeline: LoadedPipeline) -> RunSettings:
     cfg = pipeline.config
     init = cfg.optimize.init
@@ -281,18 +290,19 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         init = "image"
     if init == "content" and (cfg.mode == "palette" or (cfg.mode == "reconstruct")):
         init = "noise"  # nothing to start from but noise when reconstructing or painting a palette
+    defaults = defaults_for(cfg.mode)
     return RunSettings(
         mode=cfg.mode if cfg.mode != "reconstruct" else f"reconstruct-{cfg.reconstruct}",
         size_max_side=cfg.size.max_side,
         size_max_pixels=cfg.size.max_pixels,
-        optimize=OptimizeSettings(cfg.optimize.optimizer, cfg.optimize.steps, cfg.optimize.lr),
-        pyramid=Pyramid(cfg.optimize.pyramid.levels, cfg.optimize.pyramid.factor,
-                        tuple(cfg.optimize.pyramid.steps) if cfg.optimize.pyramid.steps else None),
+        optimize=OptimizeSettings(cfg.optimize.optimizer, cfg.optimize.steps or defaults.steps, cfg.optimize.lr),
+        pyramid=_pyramid(cfg.optimize.pyramid, defaults.pyramid),
         batch_size=cfg.optimize.batch_size,
         precision=cfg.optimize.precision,
         compile=cfg.optimize.compile,
         init=init,
         init_path=init_path,
+        noise=cfg.optimize.noise,
         seed=cfg.optimize.seed,
         preserve_colors=cfg.postprocess.preserve_colors,
         output_format=cfg.output.format,

@@ -244,7 +244,8 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     if settings.init == "image" and settings.init_path is not None:
         init_picture = resize(load_image(settings.init_path, settings.max_input_pixels).tensor, (height, width)).unsqueeze(0)
     init = torch.cat([
-        initial_image(settings.init, content[i : i + 1] if content is not None else None, (1, 3, height, width), settings.seed, init_picture)
+        initial_image(settings.init, content[i : i + 1] if content is not None else None, (1, 3, height, width), settings.seed, init_picture,
+                      settings.noise)
         for i in range(len(chunk))
     ]).to(ctx.device)
     optimize_settings = replace(settings.optimize, precision=ctx.precision)

@@ -53,14 +53,15 @@ def test_minimal_pipeline_has_documented_defaults(tmp_path: Path) -> None:
     assert cfg.content == ["photo.jpg"]
     assert (cfg.size.max_side, cfg.size.max_pixels, cfg.size.style_scale, cfg.size.style_max_side) == (256, None, 1.0, None)
     assert (cfg.optimize.optimizer, cfg.optimize.steps, cfg.optimize.lr, cfg.optimize.init, cfg.optimize.seed) == (
-        "lbfgs", 100, None, "content", 0)
+        "lbfgs", None, None, "content", 0)  # steps and pyramid: None = the mode's default (stylepipe/defaults.py)
+    assert cfg.optimize.pyramid is None and cfg.optimize.noise == 0.3
     assert (cfg.network.name, cfg.network.weights, cfg.network.pooling, cfg.network.device) == (
         "vgg19-gatys", None, "avg", "auto")
     assert (cfg.output.dir, cfg.output.pattern, cfg.output.format, cfg.output.quality) == (
         "outputs", "{content}__{style}.{ext}", "jpg", 92)
     assert cfg.losses.content.layers == ["relu4_2"] and cfg.losses.content.weight == 1.0
     assert cfg.losses.style.layers == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-    assert cfg.losses.style.weight == 1e5 and cfg.losses.tv.weight == 0.0 and cfg.losses.extra == []
+    assert cfg.losses.style.weight == 200.0 and cfg.losses.tv.weight == 10.0 and cfg.losses.extra == []
     assert cfg.postprocess.preserve_colors is None
     assert (cfg.cache.enabled, cfg.cache.dir, cfg.cache.size_limit_mb) == (True, "cache", 2048)
     assert cfg.limits.max_input_pixels == 178_956_970

@@ -93,7 +93,7 @@ def test_terms_default_to_the_paper_layers_and_weights():
     assert list(content.layers) == ["relu4_2"]
     assert list(style.layers) == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     assert (content.side, style.side, tv.side) == ("content", "style", "image")
-    assert tv.weight == 0.0 and content.weight == 1.0 and style.weight == 1e5
+    assert tv.weight == 10.0 and content.weight == 1.0 and style.weight == 200.0
 
 
 def test_style_term_layer_weights_scale_the_mean():
