@@ -8,16 +8,15 @@ modification time, so a re-render only makes the ones whose source is new or cha
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from PIL import Image, ImageOps
 
-from .images import save_image
+from .report import write_bytes_atomic
 
 THUMB_DIR = "thumbs"
 THUMB_SIDE = 256  # px, longest side: sharp at the page's 128 px cells on a 2× screen
@@ -68,6 +67,7 @@ def ensure_thumbnail(state_dir: Path, source: Path) -> Thumb | None:
     except Exception as exc:  # Pillow raises many kinds for bad files; the page shows the name instead
         log.debug("no thumbnail for %s: %s", source, exc)
         return None
-    pixels = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    save_image(pixels, target, "jpg", THUMB_QUALITY)
+    encoded = io.BytesIO()
+    small.save(encoded, format="JPEG", quality=THUMB_QUALITY)
+    write_bytes_atomic(encoded.getvalue(), target)
     return Thumb(target, small.width, small.height)
