@@ -158,3 +158,10 @@ def test_loss_curves_keep_the_shape_on_a_log_scale() -> None:
     ys = [float(point.split(",")[1]) for point in by_name["total"].points.split()]
     assert ys[0] < ys[1] < ys[2] and ys[1] - ys[0] == pytest.approx(ys[2] - ys[1])  # log-even steps
     assert (by_name["total"].first, by_name["total"].last) == (100.0, 1.0)
+
+
+def test_a_spike_does_not_flatten_the_curve() -> None:
+    (curve,) = loss_curves({"step": [1, 2, 3, 4, 5], "total": [500.0, 400.0, 3e14, 300.0, 250.0]}, names=["total"])
+    ys = [float(point.split(",")[1]) for point in curve.points.split()]
+    assert ys[2] == 2.0  # the spike sits on the top edge
+    assert ys[4] - ys[0] > 5  # the fall from 500 to 250: 8 px of the 32 px plot (under 1 px without the cap)
