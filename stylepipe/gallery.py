@@ -176,13 +176,26 @@ def _sidecar(state_dir: Path, out_dir: Path, output: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def locate_output(output: str, out_dir: Path) -> str:
+    """An output where the report says, or at the same place inside a folder that was moved or copied."""
+    path = Path(output)
+    if path.exists():
+        return output
+    parts = path.parts
+    for start in range(1, len(parts)):  # the longest tail first, down to the bare name
+        candidate = out_dir.joinpath(*parts[start:])
+        if candidate.is_file():
+            return str(candidate)
+    return output
+
+
 def _cell(item: Mapping[str, Any], links: _Links, out_dir: Path) -> Cell:
     status = item.get("status", "failed")
     loss, history = item.get("loss"), item.get("history")
-    if status == "skipped" and item.get("output"):
-        recorded = _sidecar(links.state_dir, out_dir, item["output"])
+    output = locate_output(item["output"], out_dir) if status in ("done", "skipped") and item.get("output") else None
+    if status == "skipped" and output:
+        recorded = _sidecar(links.state_dir, out_dir, output)
         loss, history = loss or recorded.get("loss"), history or recorded.get("history")
-    output = item.get("output") if status in ("done", "skipped") else None
     return Cell(
         job=int(item.get("job", -1)),
         status=status,

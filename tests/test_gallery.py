@@ -165,3 +165,21 @@ def test_a_spike_does_not_flatten_the_curve() -> None:
     ys = [float(point.split(",")[1]) for point in curve.points.split()]
     assert ys[2] == 2.0  # the spike sits on the top edge
     assert ys[4] - ys[0] > 5  # the fall from 500 to 250: 8 px of the 32 px plot (under 1 px without the cap)
+
+
+def test_a_moved_output_folder_and_a_report_elsewhere_still_show_every_picture(tmp_path: Path) -> None:
+    pipeline = write_pipeline(tmp_path, [str(sample("coffee"))], [str(sample("starry_night"))])
+    run_pipeline(load_pipeline(pipeline))
+    moved = tmp_path / "copied" / "results"
+    moved.parent.mkdir()
+    (tmp_path / "out").rename(moved)  # report.json still names the old paths
+    assert cli.invoke(app, ["report", str(moved)]).exit_code == 0
+    page = (moved / "report.html").read_text()
+    assert 'href="coffee__starry_night.jpg"' in page and page.count('<img src=".stylepipe/thumbs/') == 3
+
+    elsewhere = tmp_path / "reports" / "nightly.json"  # --report FILE: the page is FILE with .html
+    run_pipeline(load_pipeline(pipeline), output_dir=moved, report_path=elsewhere)
+    page = (tmp_path / "reports" / "nightly.html").read_text()
+    assert cells(tmp_path / "reports" / "nightly.html") == ["skipped"]
+    assert 'href="../copied/results/coffee__starry_night.jpg"' in page
+    assert '<img src="../copied/results/.stylepipe/thumbs/' in page
