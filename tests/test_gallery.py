@@ -71,7 +71,7 @@ def test_output_html_false_writes_no_page(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "report.html").exists()
 
 
-def test_shards_share_one_page_and_the_report_command_rebuilds_it(tmp_path: Path) -> None:
+def test_shards_share_one_page_and_the_report_command_rebuilds_it(tmp_path: Path, monkeypatch) -> None:
     contents = [str(sample(name)) for name in ("chelsea", "coffee", "astronaut")]
     pipeline = write_pipeline(tmp_path, contents, [str(sample("shipwreck"))])
     out = tmp_path / "out"
@@ -81,9 +81,12 @@ def test_shards_share_one_page_and_the_report_command_rebuilds_it(tmp_path: Path
     assert sorted(cells(out / "report.html")) == ["done"] * 3  # the last shard's page shows both
 
     (out / "report.html").unlink()
-    result = cli.invoke(app, ["report", str(out)])
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    result = cli.invoke(app, ["report", str(out), "--open"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str((out / "report.html").resolve())
+    assert opened == [(out / "report.html").resolve().as_uri()]
     assert sorted(cells(out / "report.html")) == ["done"] * 3
 
     empty = tmp_path / "empty"
