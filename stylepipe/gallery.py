@@ -125,13 +125,13 @@ def read_report(path: Path) -> dict[str, Any]:
 
 
 def merge_items(reports: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per job (content × style), newest report first; a real outcome beats `skipped`."""
+    """One entry per job (content × style): the newest report wins, but `skipped` never hides a real outcome."""
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for report in reports:  # oldest first: later reports overwrite
         for left in report.get("remaining") or []:
-            merged.setdefault((left["content"], left["style"]), {**left, "status": "remaining", "job": -1})
+            merged.setdefault((left.get("content", "-"), left.get("style", "-")), {**left, "status": "remaining", "job": -1})
         for item in report["items"]:
-            key = (item["content"], item["style"])
+            key = (item.get("content", "-"), item.get("style", "-"))
             previous = merged.get(key)
             if item["status"] == "skipped" and previous and previous["status"] in ("done", "failed"):
                 continue  # skipped means done earlier: keep the earlier run's numbers
