@@ -73,6 +73,13 @@ class Cell:
     def content_name(self) -> str:
         return _display_name(self.content)
 
+    @property
+    def reason(self) -> str | None:
+        """The error with the content photo's folder left out: the cell is narrow, the cause matters."""
+        if not self.error or self.content == "-":
+            return self.error
+        return self.error.replace(self.content, self.content_name)
+
 
 @dataclass
 class Summary:

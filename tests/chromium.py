@@ -209,8 +209,9 @@ class Chromium:
         return found
 
     def screenshot(self, path: Path, *, full_page: bool = False) -> Path:
-        """A PNG of the viewport (or the whole page)."""
-        params: dict[str, Any] = {"format": "png"}
+        """A picture of the viewport (or the whole page): JPEG (quality 80) for .jpg, else PNG."""
+        jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+        params: dict[str, Any] = {"format": "jpeg", "quality": 80} if jpeg else {"format": "png"}
         if full_page:
             params["captureBeyondViewport"] = True
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", params)["data"]))

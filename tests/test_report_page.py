@@ -1,7 +1,7 @@
 """report.html of a real small run, opened in headless Chromium (tests/chromium.py says how).
 
 Skips only where no Chromium can be found; `.ci/run` installs the `chromium` package. Set
-STYLEPIPE_SCREENSHOTS=DIR to keep the screenshots (docs/images/report.png comes from here).
+STYLEPIPE_SCREENSHOTS=DIR to keep the screenshots (docs/images/report/ comes from here).
 """
 
 from __future__ import annotations
@@ -75,23 +75,31 @@ def test_page_loads_cleanly_with_every_job_and_every_thumbnail(run_dir: Path, br
     assert sorted(statuses) == ["done"] * 6 + ["failed"] * 2
     assert browser.evaluate("document.querySelectorAll('.cell.done svg.curve polyline.l-style').length") == 6
     assert browser.errors() == []
-    _keep(browser.screenshot(tmp_path / "report.png"), "report.png")
+    browser.viewport(1100, 1450)  # tall enough to show the failed row too
+    try:
+        _keep(browser.screenshot(tmp_path / "test-page.jpg"), "test-page.jpg")
+    finally:
+        browser.viewport(1280, 900)
 
 
 def test_a_failed_job_shows_its_reason(run_dir: Path, browser: Chromium) -> None:
     browser.open((run_dir / "report.html").as_uri())
-    reasons = browser.evaluate("[...document.querySelectorAll('.cell.failed')].map(c => c.innerText)")
+    reasons = browser.evaluate("""[...document.querySelectorAll('.cell.failed .reason')].map(reason => {
+        reason.scrollIntoView();
+        return [reason.textContent, reason.getBoundingClientRect().height];
+    })""")
     assert len(reasons) == 2
-    for text in reasons:
-        assert "broken.jpg: image data is truncated or corrupt" in text
-    assert browser.evaluate("document.querySelector('.failures').innerText").count("broken.jpg") >= 2
+    for text, height in reasons:
+        assert text.startswith("broken.jpg: image data is truncated or corrupt")  # the cause, not the folder
+        assert height >= 24  # rendered, at least two lines of it
+    assert browser.evaluate("document.querySelector('.failures').textContent").count("broken.jpg") >= 2
 
 
 def test_hostile_file_names_are_shown_not_run(run_dir: Path, browser: Chromium) -> None:
     browser.open((run_dir / "report.html").as_uri())
     assert browser.evaluate("document.scripts.length") == 0
     assert browser.evaluate("document.querySelectorAll('img[onerror], [onerror]').length") == 0
-    headers = browser.evaluate("[...document.querySelectorAll('.rowhead')].map(h => h.innerText.trim())")
+    headers = browser.evaluate("[...document.querySelectorAll('.rowhead')].map(h => h.textContent.trim())")
     assert HOSTILE in headers and HOSTILE_ATTR in headers
     titles = browser.evaluate("[...document.querySelectorAll('.cell[data-status]')].map(c => c.title)")
     assert sum(HOSTILE in title for title in titles) == 2
@@ -105,6 +113,6 @@ def test_page_fits_a_phone_screen(run_dir: Path, browser: Chromium, tmp_path: Pa
         # the contact sheet scrolls inside its own box; the page itself never scrolls sideways
         assert browser.evaluate("document.documentElement.scrollWidth") <= 390
         assert browser.evaluate("document.querySelector('.cell[data-status]').offsetWidth") == 112  # phone-sized cells
-        _keep(browser.screenshot(tmp_path / "report-phone.png"), "report-phone.png")
+        _keep(browser.screenshot(tmp_path / "test-page-phone.jpg"), "test-page-phone.jpg")
     finally:
         browser.viewport(1280, 900)
