@@ -8,8 +8,8 @@ the loop) and turns them into plain floats once the batch is finished.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import torch
 
