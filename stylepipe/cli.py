@@ -202,6 +202,28 @@ def run(
     raise typer.Exit(_guard(body))
 
 
+@app.command("report")
+def report_cmd(
+    output_dir: Annotated[Path, typer.Argument(help="an output folder with report.json (and any shard reports)")],
+    open_page: Annotated[bool, typer.Option("--open", help="open the page in the default browser")] = False,
+) -> None:
+    """Rebuild report.html from the folder's report files and pictures (all shards on one page)."""
+    from .errors import ConfigError
+    from .gallery import page_for_folder
+
+    def body() -> None:
+        if not output_dir.is_dir():
+            raise ConfigError(f"{output_dir}: no such folder")
+        page = page_for_folder(output_dir.resolve())
+        stdout.print(str(page))
+        if open_page:
+            import webbrowser
+
+            webbrowser.open(page.as_uri())
+
+    _guard(body)
+
+
 @app.command()
 def validate(pipeline: PipelineArg = Path("pipeline.yaml"), set_: SetOpt = None) -> None:
     """Check the pipeline (schema, files, plugins) without running anything."""

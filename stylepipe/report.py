@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .losses import LossTerm
+    from .plan import RunSettings
 
 Status = Literal["done", "skipped", "failed"]
 REPORT_VERSION = 1
@@ -32,6 +37,7 @@ class ItemReport:
     loss: dict[str, float] | None = None
     steps: int = 0
     job: int = -1
+    history: dict[str, list[float | None]] | None = None  # downsampled loss curve: step, total, each term
 
 
 @dataclass
@@ -48,6 +54,9 @@ class RunReport:
     stopped: str | None = None  # why the run ended before every job ran (bounds, SIGTERM)
     remaining: list[dict[str, str]] = field(default_factory=list)  # jobs left for the next run
     shard: str | None = None
+    network: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # the settings a reader compares runs by
+    styles: dict[str, list[str]] = field(default_factory=dict)  # style label → the pictures it reads
 
     def count(self, status: Status) -> int:
         return sum(1 for item in self.items if item.status == status)
@@ -76,20 +85,53 @@ class RunReport:
             "remaining": list(self.remaining),
             "shard": self.shard,
             "warnings": list(self.warnings),
+            "network": self.network,
+            "settings": dict(self.settings),
+            "styles": dict(self.styles),
         }
 
 
 def write_json_atomic(data: Any, path: Path) -> None:
     """Readers never see half a report: write a temp file beside it, then rename."""
+    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    """Readers never see half a file (report, page): write a temp file beside it, then rename."""
+    write_bytes_atomic(text.encode("utf-8"), path)
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> None:
+    """The one atomic writer for reports, pages and thumbnails: temp file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
+        # 0o666 lets the umask decide, as for any new file (mkstemp's 0o600 hid pages from web servers)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def key_settings(settings: RunSettings, terms: Sequence[LossTerm]) -> dict[str, Any]:
+    """The settings a reader compares runs by, as plain values for the report and its page."""
+    size = f"max_side {settings.size_max_side}" if settings.size_max_side else f"max_pixels {settings.size_max_pixels}"
+    return {
+        "mode": settings.mode,
+        "size": size,
+        "optimizer": settings.optimize.optimizer,
+        "steps": settings.optimize.steps,
+        "pyramid_levels": settings.pyramid.levels,
+        "precision": settings.precision,
+        "init": settings.init,
+        "seed": settings.seed,
+        "pooling": settings.pooling,
+        "weights": {term.name: term.weight for term in terms},
+        "preserve_colors": settings.preserve_colors,
+        "output": f"{settings.output_format} q{settings.output_quality}",
+    }

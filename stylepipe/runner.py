@@ -19,7 +19,7 @@ from .events import NullEvents, RunEvents
 from .executors import get_executor
 from .network import build_extractor, network_fingerprint, weights_id
 from .plan import Plan, build_plan
-from .report import ItemReport, RunReport, write_json_atomic
+from .report import ItemReport, RunReport, key_settings, write_json_atomic
 from .schedule import RunBounds, RunLock, Shard
 from .styles import StyleSource
 from .targets import TargetStore, style_terms, target_key
@@ -54,6 +54,17 @@ def make_plan(pipeline: LoadedPipeline, *, force: bool = False, output_dir: Path
     settings = pipeline.config.network
     weights = weights_id(settings.name, pipeline.resolve(settings.weights) if settings.weights else None)
     return build_plan(pipeline, weights_id=weights, force=force, output_dir=output_dir)
+
+
+def style_pictures(jobs: list) -> dict[str, list[str]]:
+    """Each style's picture files, for the report page's column headers."""
+    pictures = {}
+    for source in distinct_styles(jobs):
+        try:
+            pictures[source.label] = [str(path) for path in source.files()]
+        except StylepipeError:
+            pictures[source.label] = []
+    return pictures
 
 
 def distinct_styles(jobs: list) -> list[StyleSource]:
@@ -107,7 +118,9 @@ def run_pipeline(
     if shard is not None:
         plan.keep(shard.owns)
     device = resolve_device(plan.settings.device)
-    report = RunReport(pipeline=str(pipeline.path), device=str(device), shard=shard.suffix if shard else None)
+    report = RunReport(pipeline=str(pipeline.path), device=str(device), shard=shard.suffix if shard else None,
+                       network=plan.settings.network, settings=key_settings(plan.settings, plan.terms),
+                       styles=style_pictures(plan.jobs))
     report.items += [
         ItemReport(job.content_label, job.style_label, str(job.output), "skipped", job=job.index) for job in plan.done
     ]
@@ -125,7 +138,22 @@ def run_pipeline(
             report.stopped = (bounds.reason or bounds.cut) if report.remaining else None
             report.seconds = time.perf_counter() - start
             write_json_atomic(report.to_dict(), report_path)
+            if pipeline.config.output.html:
+                _write_page(plan.output_dir, report_path, default_name, events)
     return report
+
+
+def _write_page(out_dir: Path, report_path: Path, default_name: str, events: RunEvents) -> None:
+    """The gallery page beside the report; a page that cannot be written costs a warning, not the run."""
+    from .gallery import page_for_folder, page_for_report
+
+    try:
+        if report_path.resolve() == out_dir / default_name:
+            page_for_folder(out_dir)  # every run's report in the folder (shards included) on one page
+        else:
+            page_for_report(report_path, out_dir)
+    except (OSError, ValueError, StylepipeError) as exc:  # e.g. a damaged report of another shard
+        events.warning(f"report page not written: {exc}")
 
 
 def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events: RunEvents, bounds: RunBounds) -> None:

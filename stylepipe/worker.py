@@ -20,6 +20,7 @@ import torch
 
 from .errors import StylepipeError
 from .events import NullEvents, RunEvents
+from .history import LossHistory, RecordingObjective
 from .images import load_image, resize, save_image, target_size
 from .losses import LossTerm
 from .network import FeatureExtractor
@@ -235,10 +236,12 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     content = torch.stack([r.content for r in chunk]).to(ctx.device) if has_content else None
     style = ctx.style_targets.get(first.style_label, {}) if first.style else {}
 
+    history = LossHistory(settings.optimize.steps, {term.name: term.weight for term in ctx.terms})
+
     def objective_at(size: tuple[int, int]) -> Objective:
         scaled = resample(content, size) if content is not None else None
         targets = content_targets(ctx.extractor, ctx.terms, scaled) if scaled is not None else {}
-        return Objective(ctx.extractor, ctx.terms, targets, style)
+        return RecordingObjective(ctx.extractor, ctx.terms, targets, style, history=history)
 
     init_picture = None
     if settings.init == "image" and settings.init_path is not None:
@@ -249,7 +252,11 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         for i in range(len(chunk))
     ]).to(ctx.device)
     optimize_settings = replace(settings.optimize, precision=ctx.precision)
-    on_step = lambda i, n, loss: events.step(first, i, n, loss)  # noqa: E731
+
+    def on_step(i: int, n: int, loss: float) -> None:
+        history.on_step(i, n, loss)
+        events.step(first, i, n, loss)
+
     full_size = objective_at((height, width))  # content targets at full size, computed once
     if settings.pyramid.levels > 1:
         result = optimize_pyramid(init, lambda size: full_size if size == (height, width) else objective_at(size),
@@ -259,6 +266,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     final = postprocess(result.image, content, settings.preserve_colors if content is not None else None)
     values = full_size.evaluate(final)
     seconds = (time.perf_counter() - start) / len(chunk)  # a batch's time, shared by its images
+    curves = history.curves()
     items = []
     for i, ready in enumerate(chunk):
         job = ready.job
@@ -267,13 +275,14 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         losses = _loss_summary(values, i)
         try:
             save_image(final[i].cpu(), job.output, settings.output_format, settings.output_quality)
-            record = {"fingerprint": job.fingerprint, "content": job.content_label, "style": job.style_label, "loss": losses}
+            record = {"fingerprint": job.fingerprint, "content": job.content_label, "style": job.style_label, "loss": losses,
+                      "history": curves[i] if curves else None}
             write_json_atomic(record, sidecar_path(ctx.out_dir, job.output))
         except (OSError, ValueError) as exc:  # disk full, unwritable folder: this output only
             items.append(_failed(job, f"{job.output}: cannot write ({exc})"))
             continue
         items.append(ItemReport(job.content_label, job.style_label, str(job.output), "done", None,
-                                round(seconds, 3), losses, result.steps, job.index))
+                                round(seconds, 3), losses, result.steps, job.index, curves[i] if curves else None))
     return items
 
 

@@ -66,7 +66,7 @@ def error_lines(stderr: str) -> list[str]:
 @pytest.mark.parametrize(
     "command",
     [[], ["run"], ["validate"], ["plan"], ["cache"], ["cache", "info"], ["cache", "check"], ["cache", "clear"],
-     ["plugins"], ["plugins", "list"], ["networks"], ["version"]],
+     ["plugins"], ["plugins", "list"], ["networks"], ["version"], ["report"]],
     ids=lambda c: "-".join(c) or "top",
 )
 def test_help_for_every_command(command: list[str]) -> None:
@@ -77,7 +77,7 @@ def test_help_for_every_command(command: list[str]) -> None:
 
 def test_help_lists_the_commands() -> None:
     out = invoke("--help").stdout
-    for name in ("run", "validate", "plan", "cache", "plugins", "networks"):
+    for name in ("run", "validate", "plan", "cache", "plugins", "networks", "report"):
         assert re.search(rf"\b{name}\b", out), name
 
 

@@ -84,7 +84,7 @@ def test_one_corrupt_picture_fails_only_its_own_job(tmp_path, photo_dir):
     assert "broken.jpg" in failed[0]["error"] and "truncated" in failed[0]["error"]
     assert failed[0]["output"] is None
     outputs = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())
-    assert outputs == sorted([f"{p.stem}__the_scream.jpg" for p in CONTENT] + ["report.json"])
+    assert outputs == sorted([f"{p.stem}__the_scream.jpg" for p in CONTENT] + ["report.html", "report.json"])
     assert not list((tmp_path / "out").rglob("*.part"))
 
 
