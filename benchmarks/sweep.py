@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 pairs.append((output, content_path))
             score = judge.mean(pairs)
             rows.append([style_path.stem, setting.label(), score.style, score.content, score.speckles, seconds / len(pairs)])
-            records.append({"style": style_path.stem, "setting": setting.label(), "folder": str(folder), **score.as_dict(),
+            records.append({"painting": style_path.stem, "setting": setting.label(), "folder": str(folder),
+                            **{f"{key}_score": value for key, value in score.as_dict().items()},
                             "seconds_per_image": round(seconds / len(pairs), 2)})
             print(markdown_table(["style", "setting", "style dist.", "content dist.", "speckles/10k", "s/image"], rows[-1:]),
                   flush=True)

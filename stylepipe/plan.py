@@ -376,8 +376,8 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
     cfg = pipeline.config
     load_plugins(pipeline)
     terms = build_terms(pipeline)
-    if not terms:
-        raise pipeline.error(("losses",), f"no loss term is active in mode {cfg.mode}; give one a weight above 0")
+    if not any(term.side != "image" for term in terms):  # a smoothness term alone paints flat grey
+        raise pipeline.error(("losses",), f"no content or style term is active in mode {cfg.mode}; give one a weight above 0")
     settings = run_settings(pipeline)
     sizing = style_sizing(cfg)
     sha = FileHasher()

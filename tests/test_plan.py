@@ -188,7 +188,7 @@ def test_transfer_jobs_are_content_times_style(project: Path) -> None:
     pairs = [(job.content.stem, job.style_label) for job in plan.jobs]
     assert pairs == [(c, s) for c in ("chelsea", "coffee", "tubingen") for s in ("the_scream", "shipwreck")]
     assert [job.index for job in plan.jobs] == list(range(6))
-    assert [t.name for t in plan.terms] == ["content", "style"]
+    assert [t.name for t in plan.terms] == ["content", "style", "tv"]
     assert plan.settings.mode == "transfer" and plan.settings.init == "content"
     assert plan.todo == plan.jobs and plan.done == []
     assert all(job.error is None and job.fingerprint for job in plan.jobs)
@@ -202,7 +202,7 @@ def test_palette_mode_one_job_per_style_without_content(project: Path) -> None:
         styles: [styles/the_scream.jpg, styles/shipwreck.jpg]
         """)
     assert [(job.content, job.style_label) for job in plan.jobs] == [(None, "the_scream"), (None, "shipwreck")]
-    assert [t.name for t in plan.terms] == ["style"]
+    assert [t.name for t in plan.terms] == ["style", "tv"]
     assert plan.settings.init == "noise"
     assert [job.output.name for job in plan.jobs] == ["palette__the_scream.jpg", "palette__shipwreck.jpg"]
     assert plan.jobs[0].content_label == "-"
@@ -227,13 +227,13 @@ def test_reconstruct_content_one_job_per_content_no_style_terms(project: Path) -
 def test_reconstruct_style_one_job_per_style(project: Path) -> None:
     plan = make(project, "mode: reconstruct\nreconstruct: style\nstyles: [styles/the_scream.jpg]\n")
     assert [(job.content, job.style_label) for job in plan.jobs] == [(None, "the_scream")]
-    assert [t.name for t in plan.terms] == ["style"]
+    assert [t.name for t in plan.terms] == ["style", "tv"]
     assert plan.settings.init == "noise"
 
 
 def test_no_active_term_is_an_error(project: Path) -> None:
     error = plan_error(project, "mode: palette\nstyles: styles/the_scream.jpg\nlosses:\n  style: {weight: 0}\n")
-    assert "losses: no loss term is active in mode palette" in error
+    assert "losses: no content or style term is active in mode palette" in error
 
 
 def test_init_picture_is_resolved_and_hashed(project: Path) -> None:
