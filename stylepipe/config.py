@@ -44,6 +44,7 @@ class OutputConfig(Strict):
     pattern: str = Field("{content}__{style}.{ext}", description="fields: {content} {style} {mode} {ext} {index}")
     format: Literal["jpg", "png", "webp"] = "jpg"
     quality: int = Field(92, ge=1, le=100)
+    keep_metadata: bool = Field(False, description="copy each content photo's EXIF to its output (orientation already applied)")
 
     @field_validator("pattern")
     @classmethod

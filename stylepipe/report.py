@@ -7,13 +7,12 @@ sections (timings, galleries, loss curves) are added as new keys, never by chang
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
+from .atomic import write_atomic
 
 Status = Literal["done", "skipped", "failed"]
 REPORT_VERSION = 1
@@ -32,6 +31,7 @@ class ItemReport:
     loss: dict[str, float] | None = None
     steps: int = 0
     job: int = -1
+    note: str | None = None  # how the input was read, when a user should know (first frame of a GIF)
 
 
 @dataclass
@@ -48,14 +48,15 @@ class RunReport:
     stopped: str | None = None  # why the run ended before every job ran (bounds, SIGTERM)
     remaining: list[dict[str, str]] = field(default_factory=list)  # jobs left for the next run
     shard: str | None = None
+    rejected: list[dict[str, str]] = field(default_factory=list)  # input files found but not styled: path, reason
 
     def count(self, status: Status) -> int:
         return sum(1 for item in self.items if item.status == status)
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing failed, 1 when any job failed."""
-        return 1 if self.count("failed") else 0
+        """0 when nothing failed, 1 when any job failed or any input file could not be a job."""
+        return 1 if self.count("failed") or self.rejected else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,27 +70,19 @@ class RunReport:
                 "done": self.count("done"),
                 "skipped": self.count("skipped"),
                 "failed": self.count("failed"),
+                "rejected": len(self.rejected),
                 "remaining": len(self.remaining),
                 "seconds": round(self.seconds, 3),
             },
             "stopped": self.stopped,
             "remaining": list(self.remaining),
             "shard": self.shard,
+            "rejected": list(self.rejected),
             "warnings": list(self.warnings),
         }
 
 
 def write_json_atomic(data: Any, path: Path) -> None:
-    """Readers never see half a report: write a temp file beside it, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Readers never see half a report or sidecar: the same atomic writer as the pictures."""
+    text = json.dumps(data, indent=2) + "\n"
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))

@@ -349,7 +349,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_image(tmp_path)
-    assert info.value.cause == "is a directory"
+    assert info.value.cause == "is a folder, not a picture"
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads anything")
@@ -366,10 +366,10 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_permission_error_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def denied(path: Path) -> str:
+    def denied(path, *args) -> int:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(images, "file_sha256", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(InputError) as info:
         load_image(PHOTO)
     assert info.value.cause == "permission denied"
