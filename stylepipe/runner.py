@@ -14,7 +14,8 @@ import torch
 
 from .cache import TargetCache
 from .config import LoadedPipeline
-from .errors import EnvironmentProblem, StylepipeError
+from .device import resolve_device
+from .errors import StylepipeError
 from .events import NullEvents, RunEvents
 from .executors import get_executor
 from .network import build_extractor, network_fingerprint, weights_id
@@ -24,22 +25,6 @@ from .schedule import RunBounds, RunLock, Shard
 from .styles import StyleSource
 from .targets import TargetStore, style_terms, target_key
 from .worker import WorkerContext, WorkerSpec
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present; asking for a device that is absent is an environment error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EnvironmentProblem(f"network.device is {name!r} but no CUDA device is available; use auto or cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise EnvironmentProblem(f"network.device is {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    return device
 
 
 def open_cache(pipeline: LoadedPipeline) -> TargetCache:
@@ -108,6 +93,9 @@ def run_pipeline(
         plan.keep(shard.owns)
     device = resolve_device(plan.settings.device)
     report = RunReport(pipeline=str(pipeline.path), device=str(device), shard=shard.suffix if shard else None)
+    report.rejected = [{"path": str(r.path), "reason": r.reason} for r in plan.rejected]
+    for rejected in plan.rejected:
+        events.warning(f"not styled: {rejected}")
     report.items += [
         ItemReport(job.content_label, job.style_label, str(job.output), "skipped", job=job.index) for job in plan.done
     ]
@@ -150,6 +138,8 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
                         }
                     except StylepipeError as exc:
                         context.style_errors[source.label] = str(exc)
+                    except Exception as exc:  # noqa: BLE001 - a plugin source's or the network's error: this style's jobs only
+                        context.style_errors[source.label] = f"{type(exc).__name__}: {exc}"
                     events.targets(source.label, store.cache_hits > hits)
             todo = plan.todo
             if bounds.max_jobs is not None and len(todo) > bounds.max_jobs:

@@ -231,13 +231,14 @@ def test_a_worker_that_cannot_start_stops_the_run_as_an_environment_problem(tmp_
     assert saved["items"] == [] and len(saved["remaining"]) == 1
 
 
-def test_an_unexpected_error_in_a_worker_fails_its_jobs_only(tmp_path, spy, local_ray):
-    pipeline = write_pipeline(tmp_path, "buggy", executor="ray", content=[str(sample("chelsea"))], plugins=[str(spy)],
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_an_unexpected_error_in_a_worker_fails_its_jobs_only_and_alike_in_both_executors(tmp_path, spy, local_ray, executor):
+    pipeline = write_pipeline(tmp_path, "buggy", executor=executor, content=[str(sample("chelsea"))], plugins=[str(spy)],
                               styles=[str(sample("shipwreck")), str(sample("the_scream"))],
                               losses={"extra": [{"name": "buggy"}]}, ray={"num_workers": 1})
     report = run_pipeline(load_pipeline(pipeline))
     assert sorted(item.job for item in report.items) == [0, 1] and report.exit_code == 1
-    assert {item.error for item in report.items} == {"worker error: TypeError: buggy plugin"}
+    assert {item.error for item in report.items} == {f"{sample('chelsea')}: TypeError: buggy plugin"}
 
 
 def test_a_worker_too_big_for_every_node_is_refused_on_our_own_ray_and_awaited_on_a_cluster(caplog):
