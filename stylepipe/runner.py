@@ -15,11 +15,12 @@ import torch
 from .cache import TargetCache
 from .config import LoadedPipeline
 from .device import resolve_device
-from .errors import StylepipeError
+from .errors import EnvironmentProblem, StylepipeError
 from .events import NullEvents, RunEvents
 from .executors import get_executor
 from .network import build_extractor, network_fingerprint, weights_id
 from .plan import Plan, build_plan
+from .atomic import sweep_partials
 from .report import ItemReport, RunReport, write_json_atomic
 from .schedule import RunBounds, RunLock, Shard
 from .styles import StyleSource
@@ -102,6 +103,8 @@ def run_pipeline(
     default_name = f"report.{shard.suffix}.json" if shard else "report.json"
     report_path = report_path or plan.output_dir / default_name
     with RunLock(plan.output_dir, shard):
+        for leftover in sweep_partials(plan.output_dir):
+            events.warning(f"removed {leftover}, a temp file left by a run that was killed")
         events.planned(len(plan.jobs), len(plan.todo))
         try:
             if plan.todo:
@@ -112,7 +115,11 @@ def run_pipeline(
                                 for job in plan.todo if job.index not in finished]
             report.stopped = (bounds.reason or bounds.cut) if report.remaining else None
             report.seconds = time.perf_counter() - start
-            write_json_atomic(report.to_dict(), report_path)
+            try:
+                write_json_atomic(report.to_dict(), report_path)
+            except OSError as exc:
+                raise EnvironmentProblem(f"{report_path}: cannot write the report ({exc.strerror or exc}); "
+                                         f"finished outputs have their sidecars, so the next run skips them") from None
     return report
 
 

@@ -212,6 +212,8 @@ def run_prepared(prepared: PreparedBatch, ctx: WorkerContext, events: RunEvents 
     for bucket in buckets.values():
         queue = [bucket[i : i + ctx.batch_size] for i in range(0, len(bucket), ctx.batch_size)]
         while queue:
+            if ctx.should_stop():
+                return  # a stop (SIGTERM, a bound) between batches: the rest stays for the next run
             chunk = queue.pop(0)
             for ready in chunk:
                 events.job_started(ready.job)
