@@ -162,3 +162,19 @@ def test_bf16_autocast_runs_on_the_real_network(gatys):
     objective = Objective(gatys, terms, content_targets(gatys, terms, content), style)
     result = optimize(content, objective, OptimizeSettings(steps=4, precision="bf16"))
     assert torch.isfinite(result.image).all() and result.history[-1] <= result.history[0]
+
+
+@pytest.mark.parametrize("failure", [ValueError("unrecognized configuration name"), AttributeError("sysconf")])
+def test_auto_batch_size_on_a_cpu_without_sc_avphys_pages(monkeypatch, failure):
+    """macOS has no SC_AVPHYS_PAGES (os.sysconf raises ValueError); Windows has no os.sysconf."""
+    import os
+    from types import SimpleNamespace
+
+    from stylepipe.worker import resolve_batch_size
+
+    def sysconf(name):
+        raise failure
+
+    monkeypatch.setattr(os, "sysconf", sysconf)
+    settings = SimpleNamespace(size_max_side=64, size_max_pixels=None)
+    assert resolve_batch_size("auto", torch.device("cpu"), settings) == 1
