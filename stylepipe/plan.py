@@ -385,20 +385,21 @@ def load_plugins(pipeline: LoadedPipeline) -> None:
 class PictureLoader:
     """A memoised picture loader (each style picture is decoded once per process); picklable."""
 
-    def __init__(self, max_input_pixels: int, capacity: int = 16) -> None:
+    def __init__(self, max_input_pixels: int, capacity: int = 16, fit: tuple[int | None, int | None] | None = None) -> None:
         self.max_input_pixels = max_input_pixels
         self.capacity = capacity
+        self.fit = fit  # the style size: pictures are kept no larger than twice it (tiles are smaller still)
         self._memo: dict[Path, LoadedImage] = {}
 
     def __call__(self, path: Path) -> LoadedImage:
         if path not in self._memo:
             if len(self._memo) >= self.capacity:
                 self._memo.pop(next(iter(self._memo)))
-            self._memo[path] = load_image(path, self.max_input_pixels)
+            self._memo[path] = load_image(path, self.max_input_pixels, self.fit)
         return self._memo[path]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"max_input_pixels": self.max_input_pixels, "capacity": self.capacity, "_memo": {}}
+        return {"max_input_pixels": self.max_input_pixels, "capacity": self.capacity, "fit": self.fit, "_memo": {}}
 
 
 class FileHasher:
@@ -426,7 +427,7 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
     settings = run_settings(pipeline)
     sizing = style_sizing(cfg)
     sha = FileHasher()
-    context = StyleContext(pipeline.base_dir, PictureLoader(settings.max_input_pixels), sha)
+    context = StyleContext(pipeline.base_dir, PictureLoader(settings.max_input_pixels, fit=(sizing.max_side, sizing.max_pixels)), sha)
     uses_content = _uses(terms, "content") or (cfg.mode == "transfer")
     uses_style = _uses(terms, "style") or cfg.mode in ("transfer", "palette")
     rejected: list[Rejected] = []

@@ -187,7 +187,7 @@ def _prepare(job: Job, ctx: WorkerContext) -> Ready:
         raise StylepipeError(f"style {job.style_label!r} failed: {ctx.style_errors[job.style_label]}")
     content, note = None, None
     if job.content:
-        loaded = load_image(job.content, settings.max_input_pixels)
+        loaded = load_image(job.content, settings.max_input_pixels, (settings.size_max_side, settings.size_max_pixels))
         if job.content_sha is not None and loaded.sha256 != job.content_sha:
             # the resume hash was taken from other bytes: its sidecar would lie
             raise StylepipeError(f"{job.content_label}: changed while the run was going; run again to style the new version")

@@ -593,3 +593,23 @@ def test_interrupted_save_leaves_nothing_behind(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(KeyboardInterrupt):
         save_image(torch.rand(3, 8, 8), tmp_path / "out.png", format="png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_big_photo_is_reduced_before_it_becomes_float32(tmp_path: Path) -> None:
+    """Styled at 32 px, a 2400×1800 photo must never exist as full-size float32 (52 MB here)."""
+    import tracemalloc
+
+    photo = Image.open(PHOTO).convert("RGB").resize((2400, 1800))
+    path = save(photo, tmp_path / "big.png")
+    tracemalloc.start()
+    try:
+        small = load_image(path, fit=(32, None)).tensor
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, f"peak {peak / 1e6:.1f} MB"
+    assert tuple(small.shape) == (3, 48, 64)  # twice the final 24×32
+    full = load_image(path).tensor
+    final = target_size(1800, 2400, max_side=32)
+    difference = (resize(small, final) - resize(full, final)).abs()
+    assert difference.mean() < 0.005 and difference.max() < 0.04  # the same picture, to within rounding
