@@ -29,7 +29,6 @@ from .registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_built
 from .styles import StyleContext, StyleSource
 from .targets import StyleSizing
 
-__all__ = ["IMAGE_SUFFIXES", "Job", "Plan", "Rejected", "RunSettings", "build_plan"]
 #: Bump when a change to the algorithm should invalidate every finished output.
 ALGORITHM_VERSION = 1
 SIDECAR_DIR = ".stylepipe"
