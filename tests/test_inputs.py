@@ -192,3 +192,25 @@ def test_a_hostile_folder_styles_every_picture_and_reports_every_other_file(tmp_
     for name in expected:  # one warning line per skipped file, naming it once
         lines = [line for line in run.stderr.splitlines() if name in line]
         assert len(lines) == 1 and lines[0].count(name) == 1, lines
+
+
+def test_keep_metadata_copies_exif_without_the_orientation_already_applied(tmp_path: Path) -> None:
+    from stylepipe.config import load_pipeline
+    from stylepipe.runner import run_pipeline
+
+    exif = Image.Exif()
+    exif[0x010F] = "Camera Maker"  # Make
+    exif[0x0112] = 6  # Orientation: rotate 90° to view
+    (tmp_path / "photos").mkdir()
+    small("chelsea", 64).save(tmp_path / "photos" / "cat.jpg", exif=exif.tobytes())  # stored 64×43, shown 43×64
+    for keep in (True, False):
+        out = tmp_path / f"out-{keep}"
+        pipeline = tmp_path / "pipeline.yaml"
+        pipeline.write_text(yaml.safe_dump({
+            "content": ["photos"], "styles": [str(sample("the_scream"))], "size": {"max_side": 32},
+            "optimize": {"steps": 1}, "output": {"dir": str(out), "keep_metadata": keep}, "cache": {"dir": "cache"}}))
+        assert run_pipeline(load_pipeline(pipeline)).exit_code == 0
+        with Image.open(out / "cat__the_scream.jpg") as styled:
+            assert styled.height > styled.width  # upright
+            tags = styled.getexif()
+            assert (tags.get(0x010F), tags.get(0x0112)) == (("Camera Maker", None) if keep else (None, None))
