@@ -15,7 +15,6 @@ import pytest
 import torch
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from stylepipe import images
 from stylepipe.errors import InputError
 from stylepipe.images import (
     DEFAULT_MAX_INPUT_PIXELS,

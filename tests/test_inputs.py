@@ -162,7 +162,7 @@ def hostile_folder(root: Path) -> Path:
 
 
 def test_a_hostile_folder_styles_every_picture_and_reports_every_other_file(tmp_path: Path) -> None:
-    photos = hostile_folder(tmp_path)
+    hostile_folder(tmp_path)
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text(yaml.safe_dump({
         "content": ["photos"], "styles": [str(sample("the_scream"))],
