@@ -61,7 +61,7 @@ class _RangeSpy(LossTerm):
         self.ranges: list[tuple[float, float]] = []
 
     def loss(self, image, features, content, style):
-        self.ranges.append((float(image.min()), float(image.max())))
+        self.ranges.append((float(image.detach().min()), float(image.detach().max())))
         return image.flatten(1).sum(1) * 0.0
 
 
