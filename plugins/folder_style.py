@@ -37,7 +37,6 @@ from pathlib import Path
 from pydantic import Field
 
 from stylepipe.errors import ConfigError
-from stylepipe.images import tile
 from stylepipe.plan import IMAGE_SUFFIXES
 from stylepipe.registry import register_style_source
 from stylepipe.styles import SourceParams, StyleSource, WeightedImage
@@ -55,7 +54,7 @@ class FolderSource(StyleSource):
     """All pictures of one folder blended with equal weights into a single style target."""
 
     name = "folder"
-    version = 1  # bump when the pictures' treatment changes: it is part of the cache key
+    version = 2  # bump when the pictures' treatment changes: it is part of the cache key
     Params = FolderParams
 
     @property
@@ -73,8 +72,7 @@ class FolderSource(StyleSource):
             if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
         )
         if not pictures:
-            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-            raise ConfigError(f"{folder}: style folder has no pictures ({suffixes})")
+            raise ConfigError(f"{folder}: style folder has no pictures (.jpg, .png, .webp, … any format Pillow reads)")
         return pictures
 
     def default_label(self) -> str:
@@ -84,4 +82,4 @@ class FolderSource(StyleSource):
         """Each picture (tiled if asked) with the weight 1/n."""
         paths = self.files()
         share = 1.0 / len(paths)
-        return [WeightedImage(tile(self.context.load(path).tensor, self.params.grid), share) for path in paths]
+        return [WeightedImage(self.context.load(path).tensor, share, self.params.grid) for path in paths]

@@ -198,6 +198,13 @@ def _is_busy(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
+def _is_broken(directory: Path, error: BaseException) -> bool:
+    """Only a damaged database or a file where the folder should be is worth moving aside."""
+    if not directory.is_dir():
+        return True
+    return isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError)
+
+
 def _describe(error: BaseException) -> str:
     """Name the error class too, since many sqlite/OS messages are terse."""
     return f"{type(error).__name__}: {error}"
@@ -270,6 +277,13 @@ class TargetCache:
             if not (directory.exists() or directory.is_symlink()):
                 self._warn(
                     f"cannot create cache {directory} ({_describe(first)}); "
+                    "continuing without a disk cache"
+                )
+                return None
+            if not _is_broken(directory, first):
+                # permissions, a full disk, too many open files: the cache is fine, this run is not
+                self._warn(
+                    f"cannot open cache {directory} ({_describe(first)}); "
                     "continuing without a disk cache"
                 )
                 return None

@@ -106,7 +106,8 @@ class CliEvents:
         if item.status == "failed":
             log.error("failed: %s", item.error)
         else:
-            log.info("done: %s (%.1f s)", Path(item.output or "").name, item.seconds)
+            note = f"; {item.note}" if item.note else ""
+            log.info("done: %s (%.1f s%s)", Path(item.output or "").name, item.seconds, note)
         if self.run_task is not None:
             self.progress.advance(self.run_task)
 
@@ -193,7 +194,8 @@ def run(
         else:
             stdout.print(_summary_table(result.items))
             s, t = data["summary"], data["style_targets"]
-            stdout.print(f"{s['done']} done, {s['skipped']} skipped, {s['failed']} failed, {s['remaining']} remaining "
+            rejected = f", {s['rejected']} file(s) not styled (listed above)" if s["rejected"] else ""
+            stdout.print(f"{s['done']} done, {s['skipped']} skipped, {s['failed']} failed{rejected}, {s['remaining']} remaining "
                          f"in {s['seconds']:.1f} s; style targets: {t['computed']} computed, {t['cache_hits']} from cache")
             if result.stopped:
                 stdout.print(f"stopped early: {result.stopped}; run again to continue")

@@ -45,6 +45,7 @@ class OutputConfig(Strict):
     format: Literal["jpg", "png", "webp"] = "jpg"
     quality: int = Field(92, ge=1, le=100)
     html: bool = Field(True, description="write report.html, a gallery page, beside report.json")
+    keep_metadata: bool = Field(False, description="copy each content photo's EXIF to its output (orientation already applied)")
 
     @field_validator("pattern")
     @classmethod

@@ -11,7 +11,7 @@ import io
 import math
 import os
 import re
-import secrets
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from stylepipe.atomic import write_atomic
 from stylepipe.errors import InputError
+
+try:  # HEIC/HEIF (phone photos); AVIF is native in Pillow >= 11.3
+    import pillow_heif
+except ImportError:  # pragma: no cover - a declared dependency; without it .heic files fail their own jobs
+    pillow_heif = None
+else:
+    pillow_heif.register_heif_opener()
 
 DEFAULT_MAX_INPUT_PIXELS = 178_956_970  # Pillow's own error threshold (2 × MAX_IMAGE_PIXELS)
 
@@ -30,6 +38,21 @@ _CHUNK = 1 << 20
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
 _SAVE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _PIL_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+#: Formats Pillow can only identify, not decode into pixels.
+_IDENTIFY_ONLY = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "WMF"})
+#: Five VGG blocks halve a picture four times before relu5_1: smaller sides vanish (or break padding).
+MIN_SIDE = 17
+
+
+def readable_suffixes() -> frozenset[str]:
+    """File name endings of every format this Pillow (plus its plugins) can decode."""
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN and fmt not in _IDENTIFY_ONLY)
+
+
+#: What a content folder's files must end with to become jobs; anything else is a reported skip.
+IMAGE_SUFFIXES = readable_suffixes()
 
 
 @dataclass(frozen=True)
@@ -37,51 +60,122 @@ class LoadedImage:
     """A decoded input plus the hash that identifies its bytes in cache keys and resume checks."""
 
     path: Path
-    tensor: torch.Tensor  # (3, H, W) float32 in [0, 1], EXIF orientation applied
-    sha256: str  # hex sha256 of the file's bytes
+    tensor: torch.Tensor  # (3, H, W) float32 sRGB in [0, 1], EXIF orientation applied
+    sha256: str  # hex sha256 of the very bytes that were decoded
+    note: str | None = None  # what a user should know about how it was read (first frame of many)
 
 
 def file_sha256(path: Path) -> str:
     """Hash a file's bytes in chunks so cache keys follow content, not names, at flat memory."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> LoadedImage:
-    """Decode any picture Pillow reads into upright RGB, failing with a cause a user can act on."""
+def open_regular(path: Path) -> io.BufferedReader:
+    """Open a regular file for reading; a FIFO, device or folder is refused, never waited on."""
     path = Path(path)
-    if path.is_dir():
-        raise InputError(path, "is a directory")
     try:
-        digest = file_sha256(path)
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise block forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise InputError(path, "dangling symbolic link" if path.is_symlink() else "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a picture") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot open ({exc.strerror or exc})") from None
+    try:
+        kind = not_a_file(os.fstat(fd).st_mode)
+        if kind:
+            raise InputError(path, kind)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def not_a_file(mode: int) -> str | None:
+    """Why an entry with this st_mode is no picture file (None when it is a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a picture"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a file"
+    return "is not a regular file"
+
+
+def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+               fit: tuple[int | None, int | None] | None = None) -> LoadedImage:
+    """Decode any picture Pillow reads into upright sRGB, failing with a cause a user can act on.
+
+    The file is read once: the hash that resume and cache keys use is that of the decoded bytes.
+    `fit` (max_side, max_pixels) is the size the caller will resize to: the picture is then
+    area-averaged while still 8-bit to twice that size, so a 50 MP photo styled at 512 px never
+    exists as full-size float32.
+    """
+    path = Path(path)
+    with open_regular(path) as handle:
+        try:
+            data = handle.read()
+        except OSError as exc:
+            raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    try:
         with warnings.catch_warnings():
             # Our own pixel guard below decides; Pillow's warning band would only add noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 _check_pixels(path, img.size, max_input_pixels)
+                note = _frames_note(img)
                 img.load()
-                rgb = _convert(path, _upright(img))
+                rgb = _convert(path, _upright(_shrink(img, fit)))
     except InputError:
         raise
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a directory") from None
-    except PermissionError:
-        raise InputError(path, "permission denied") from None
     except Image.DecompressionBombError as exc:
         raise InputError(path, _pillow_bomb_cause(exc, max_input_pixels)) from None
-    except UnidentifiedImageError as exc:
-        raise InputError(path, f"not an image Pillow can read ({_short(exc)})") from None
+    except UnidentifiedImageError:
+        kind = "empty file" if not data else f"its first bytes {data[:8]!r} are no format it knows"
+        raise InputError(path, f"not an image Pillow can read ({kind})") from None
     except MemoryError:
         raise InputError(path, "not enough memory to decode this image") from None
     except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, struct.error…
         raise InputError(path, f"image data is truncated or corrupt ({_short(exc)})") from None
     tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-    return LoadedImage(path=path, tensor=tensor, sha256=digest)
+    return LoadedImage(path=path, tensor=tensor, sha256=hashlib.sha256(data).hexdigest(), note=note)
+
+
+_REDUCIBLE = frozenset({"RGB", "L", "CMYK", "I", "F"})  # no alpha: its colours must not bleed before compositing
+
+
+def _shrink(img: Image.Image, fit: tuple[int | None, int | None] | None) -> Image.Image:
+    """Area-average down to twice the final size while still 8-bit; the antialiased resize finishes."""
+    if fit is None or img.mode not in _REDUCIBLE or "transparency" in img.info:
+        return img
+    width, height = img.size
+    final_h, final_w = target_size(height, width, *fit)
+    scale = 2 * max(final_w / width, final_h / height)
+    if scale > 0.5:
+        return img  # already close to the final size: nothing worth saving
+    return img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
+
+
+def _frames_note(img: Image.Image) -> str | None:
+    """Animations and multi-page files: say that only the first frame is styled."""
+    if not getattr(img, "is_animated", False):
+        return None
+    frames = getattr(img, "n_frames", 0)
+    img.seek(0)
+    return f"{img.format} with {frames} frames: styled the first frame only"
 
 
 def target_size(
@@ -135,29 +229,43 @@ def to_pil(image: torch.Tensor) -> PIL.Image.Image:
     return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
 
 
-def save_image(image: torch.Tensor, path: Path, format: str = "jpg", quality: int = 92) -> None:
-    """Write via a temp file and rename so a crash never leaves a half-written output behind."""
+def save_image(image: torch.Tensor, path: Path, format: str = "jpg", quality: int = 92,
+               exif: bytes | None = None) -> None:
+    """Write atomically, tagged sRGB (what the pixels are), with the source's EXIF if given."""
     pil_format = _SAVE_FORMATS.get(format.lower().lstrip("."))
     if pil_format is None:
         raise ValueError(f"unsupported output format {format!r}; use one of {sorted(_SAVE_FORMATS)}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     picture = to_pil(image)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+    options = _save_options(pil_format, quality) | {"icc_profile": _srgb_profile()}
+    if exif:
+        options["exif"] = exif
+    write_atomic(Path(path), lambda handle: picture.save(handle, format=pil_format, **options))
+
+
+def read_exif(path: Path) -> bytes | None:
+    """The EXIF block of an input, orientation reset (pixels are already upright), or None."""
     try:
-        # os.open with 0o666 lets the umask decide permissions, as for any ordinary new file.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            picture.save(handle, format=pil_format, **_save_options(pil_format, quality))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+        with open_regular(Path(path)) as handle, Image.open(handle) as img:
+            exif = img.getexif()
+    except Exception:  # noqa: BLE001 - metadata is a courtesy; the picture was already read
+        return None
+    if not exif:
+        return None
+    exif.pop(0x0112, None)  # Orientation: load_image applied it
+    return exif.tobytes()
+
+
+_SRGB: bytes | None = None
+
+
+def _srgb_profile() -> bytes:
+    """The sRGB ICC profile, built once: outputs say what their pixels are."""
+    global _SRGB
+    if _SRGB is None:
+        _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return _SRGB
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -170,7 +278,7 @@ def _upright(img: Image.Image) -> Image.Image:
 
 def _convert(path: Path, img: Image.Image) -> np.ndarray:
     try:
-        return _to_rgb_array(img)
+        return _to_rgb_array(_to_srgb(img))
     except (ValueError, OSError, ImageCms.PyCMSError) as exc:
         raise InputError(path, f"unsupported colour mode {img.mode!r} ({_short(exc)})") from None
 
@@ -186,8 +294,6 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
         grey = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         peak = grey.max(initial=0.0)
         return _grey_to_rgb(grey if peak <= 1.0 else grey / peak)
-    if mode == "CMYK":
-        return np.asarray(_cmyk_to_rgb(img), dtype=np.float32) / np.float32(255.0)
     if mode in _ALPHA_MODES or "transparency" in img.info:
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / np.float32(255.0)
         alpha = rgba[..., 3:]
@@ -195,23 +301,36 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / np.float32(255.0)
 
 
+_MANAGED = {"RGB": "RGB", "L": "L", "CMYK": "CMYK", "RGBA": "RGB", "LA": "L"}
+
+
+def _to_srgb(img: Image.Image) -> Image.Image:
+    """Apply the embedded ICC profile (Display P3, Adobe RGB, print CMYK…) so pixels are sRGB.
+
+    Without a profile, or with one that cannot be used, the pixels are taken as sRGB already
+    (CMYK then gets Pillow's plain conversion).
+    """
+    icc = img.info.get("icc_profile")
+    base_mode = _MANAGED.get(img.mode)
+    if not icc or base_mode is None:
+        return img
+    alpha = img.getchannel("A") if img.mode in ("RGBA", "LA") else None
+    base = img.convert(base_mode) if alpha is not None else img
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        converted = ImageCms.profileToProfile(base, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return img  # an unusable profile: read the pixels as they are
+    if converted is None:
+        return img
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
 def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     grey = np.clip(grey, 0.0, 1.0).astype(np.float32)
     return np.repeat(grey[..., None], 3, axis=2)
-
-
-def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
-    """Use the embedded ICC profile when there is one: naive CMYK maths misjudges print colours."""
-    icc = img.info.get("icc_profile")
-    if icc:
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            converted = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
-            if converted is not None:
-                return converted
-        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
-            pass  # an unusable profile: fall back to Pillow's plain conversion
-    return img.convert("RGB")
 
 
 def _check_pixels(path: Path, size: tuple[int, int], limit: int) -> None:
@@ -287,17 +406,3 @@ def _save_options(pil_format: str, quality: int) -> dict[str, object]:
     if pil_format == "WEBP":
         return {"quality": quality}
     return {"compress_level": 6}
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist the rename itself; best effort, since not every platform can open a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

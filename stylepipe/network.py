@@ -283,6 +283,16 @@ def build_extractor(name: str, path: Path | None, pooling: Pooling, device: torc
     return FeatureExtractor(load_weights(name, path), pooling).to(device)
 
 
+def compile_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
+    """torch.compile the extractor's own call, which is what every loss runs.
+
+    Compiling a sub-module would not do: forward walks the trunk's layers one by one, so a
+    compiled trunk object is never called. Each set of taps compiles once (a guard on them).
+    """
+    extractor.compile()
+    return extractor
+
+
 def random_weights(seed: int = 0, network_id: str = "vgg19-random") -> NetworkWeights:
     """A VGG19 with random weights: the same shapes, for tests of plumbing that needs no real features."""
     generator = torch.Generator().manual_seed(seed)

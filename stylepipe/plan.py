@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -21,14 +22,14 @@ from . import __version__
 from .config import LoadedPipeline, PipelineConfig, PyramidConfig, validate_model
 from .defaults import defaults_for
 from .errors import ConfigError, InputError
-from .images import LoadedImage, file_sha256, load_image
+from .device import planned_precision
+from .images import IMAGE_SUFFIXES, LoadedImage, file_sha256, load_image, not_a_file
 from .losses import LossTerm
 from .optimize import OptimizeSettings, Pyramid
 from .registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_builtins
 from .styles import StyleContext, StyleSource
 from .targets import StyleSizing
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 #: Bump when a change to the algorithm should invalidate every finished output.
 ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-region L-BFGS steps
 SIDECAR_DIR = ".stylepipe"
@@ -45,7 +46,7 @@ class RunSettings:
     optimize: OptimizeSettings
     pyramid: Pyramid
     batch_size: int | str
-    precision: str  # as configured: auto, fp32, bf16, fp16 (resolved per device by the worker)
+    precision: str  # fp32, bf16 or fp16: `auto` resolved for the run's device, so resume hashes say what ran
     compile: bool
     init: str
     init_path: Path | None
@@ -59,6 +60,7 @@ class RunSettings:
     network_weights: Path | None
     pooling: str
     device: str
+    keep_metadata: bool = False  # copy the content photo's EXIF to its output
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Job:
     output: Path
     fingerprint: str | None
     error: str | None = None  # set when a fingerprint could not be taken (unreadable input)
+    content_sha: str | None = None  # the content bytes the fingerprint covers; decoding checks it
 
     @property
     def content_label(self) -> str:
@@ -79,6 +82,17 @@ class Job:
     @property
     def style_label(self) -> str:
         return self.style.label if self.style else "-"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file found under an input folder or glob that is not a picture job, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 @dataclass
@@ -92,6 +106,7 @@ class Plan:
     jobs: list[Job]
     done: list[Job] = field(default_factory=list)
     output_dir: Path = Path("outputs")
+    rejected: list[Rejected] = field(default_factory=list)  # files found but not styled, with the reason
 
     @property
     def todo(self) -> list[Job]:
@@ -106,35 +121,73 @@ class Plan:
         """Restrict the plan to the jobs a shard owns (by job key)."""
         self.jobs = [job for job in self.jobs if owns(self.job_key(job))]
         self.done = [job for job in self.done if owns(self.job_key(job))]
+        self.rejected = [r for r in self.rejected if owns(r.path.as_posix())]  # each reported by one shard
 
 
 # --- inputs --------------------------------------------------------------------------------------
 
 
-def expand_entry(pipeline: LoadedPipeline, entry: str, loc: tuple) -> list[Path]:
-    """One file, folder (its pictures, sorted) or glob; one that matches nothing is an error."""
+def expand_entry(pipeline: LoadedPipeline, entry: str, loc: tuple, rejected: list[Rejected] | None = None) -> list[Path]:
+    """One file, folder (its pictures, sorted) or glob; one that matches nothing is an error.
+
+    A folder's or glob's other entries go to `rejected` with their reason, so that nothing in a
+    photo set is dropped in silence; hidden files and plain sub-folders are not entries.
+    """
     path = pipeline.resolve(entry)
     if path.is_dir():
-        matches = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    elif path.exists():
-        matches = [path]
+        found = sorted(path.iterdir())
+    elif path.exists() or path.is_symlink():
+        return [path]  # named on its own: tried as a picture, and its job fails if it is none
     elif glob.has_magic(entry):  # only the entry as written is a pattern, never the folder it lives in
         base = "" if Path(entry).expanduser().is_absolute() else glob.escape(str(pipeline.base_dir)) + "/"
         pattern = base + str(Path(entry).expanduser())
-        matches = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
-        matches = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        found = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
     else:
         raise pipeline.error(loc, f"file not found: {path}")
+    matches, others = [], []
+    for candidate in found:
+        reason = skip_reason(candidate)
+        if reason is None:
+            matches.append(candidate)
+        elif reason:
+            others.append(Rejected(candidate, reason))
     if not matches:
-        raise pipeline.error(loc, f"no pictures match {entry!r} ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        found_instead = f"; found only {len(others)} other file(s), e.g. {others[0]}" if others else ""
+        raise pipeline.error(loc, f"no pictures match {entry!r}{found_instead}")
+    if rejected is not None:
+        rejected.extend(others)
     return matches
 
 
-def expand_inputs(pipeline: LoadedPipeline, entries: Iterable[str], key: str) -> list[Path]:
+def skip_reason(path: Path) -> str | None:
+    """None for a picture file to style; "" for what is not worth a word; else why it is skipped.
+
+    Looks only at the directory entry (lstat/stat), never opens it: a FIFO cannot hang the plan.
+    """
+    if path.name.startswith("."):
+        return ""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "dangling symbolic link" if path.is_symlink() else "vanished while listing"
+    except OSError as exc:
+        return f"cannot stat ({exc.strerror or exc})"
+    kind = not_a_file(mode)
+    suffix = path.suffix.lower()
+    if kind and kind.startswith("is a folder"):
+        return f"{kind} (sub-folders are not searched)" if suffix in IMAGE_SUFFIXES else ""
+    if kind:
+        return kind
+    if suffix not in IMAGE_SUFFIXES:
+        return f"unsupported file type {suffix or '(no extension)'!r}: not a picture format Pillow reads"
+    return None
+
+
+def expand_inputs(pipeline: LoadedPipeline, entries: Iterable[str], key: str, rejected: list[Rejected] | None = None) -> list[Path]:
     """Every entry expanded, in order, each picture once."""
     found: list[Path] = []
     for i, entry in enumerate(entries):
-        found.extend(expand_entry(pipeline, entry, (key, i)))
+        found.extend(expand_entry(pipeline, entry, (key, i), rejected))
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
@@ -171,7 +224,7 @@ def _uses(terms: list[LossTerm], side: str) -> bool:
     return any(term.side == side for term in terms)
 
 
-def build_styles(pipeline: LoadedPipeline, context: StyleContext) -> list[StyleSource]:
+def build_styles(pipeline: LoadedPipeline, context: StyleContext, rejected: list[Rejected] | None = None) -> list[StyleSource]:
     """One StyleSource per style (a folder or glob in an `image` entry gives one per picture)."""
     sources: list[StyleSource] = []
     for i, entry in enumerate(pipeline.config.styles):
@@ -182,7 +235,7 @@ def build_styles(pipeline: LoadedPipeline, context: StyleContext) -> list[StyleS
             raise pipeline.error(loc + ("source",), str(exc)) from None
         raw = entry.params()
         if factory.name == "image" and isinstance(raw.get("path"), str):
-            paths = expand_entry(pipeline, raw["path"], loc + ("path",))  # folders/globs allowed
+            paths = expand_entry(pipeline, raw["path"], loc + ("path",), rejected)  # folders/globs allowed
             variants = [{**raw, "path": str(p)} for p in paths]
         else:
             variants = [raw]
@@ -298,7 +351,7 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         optimize=OptimizeSettings(cfg.optimize.optimizer, cfg.optimize.steps or defaults.steps, cfg.optimize.lr),
         pyramid=_pyramid(cfg.optimize.pyramid, defaults.pyramid),
         batch_size=cfg.optimize.batch_size,
-        precision=cfg.optimize.precision,
+        precision=planned_precision(cfg.optimize.precision, cfg.network.device),
         compile=cfg.optimize.compile,
         init=init,
         init_path=init_path,
@@ -312,6 +365,7 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         network_weights=pipeline.resolve(cfg.network.weights) if cfg.network.weights else None,
         pooling=cfg.network.pooling,
         device=cfg.network.device,
+        keep_metadata=cfg.output.keep_metadata,
     )
 
 
@@ -340,20 +394,21 @@ def load_plugins(pipeline: LoadedPipeline) -> None:
 class PictureLoader:
     """A memoised picture loader (each style picture is decoded once per process); picklable."""
 
-    def __init__(self, max_input_pixels: int, capacity: int = 16) -> None:
+    def __init__(self, max_input_pixels: int, capacity: int = 16, fit: tuple[int | None, int | None] | None = None) -> None:
         self.max_input_pixels = max_input_pixels
         self.capacity = capacity
+        self.fit = fit  # the style size: pictures are kept no larger than twice it (tiles are smaller still)
         self._memo: dict[Path, LoadedImage] = {}
 
     def __call__(self, path: Path) -> LoadedImage:
         if path not in self._memo:
             if len(self._memo) >= self.capacity:
                 self._memo.pop(next(iter(self._memo)))
-            self._memo[path] = load_image(path, self.max_input_pixels)
+            self._memo[path] = load_image(path, self.max_input_pixels, self.fit)
         return self._memo[path]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"max_input_pixels": self.max_input_pixels, "capacity": self.capacity, "_memo": {}}
+        return {"max_input_pixels": self.max_input_pixels, "capacity": self.capacity, "fit": self.fit, "_memo": {}}
 
 
 class FileHasher:
@@ -381,11 +436,12 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
     settings = run_settings(pipeline)
     sizing = style_sizing(cfg)
     sha = FileHasher()
-    context = StyleContext(pipeline.base_dir, PictureLoader(settings.max_input_pixels), sha)
+    context = StyleContext(pipeline.base_dir, PictureLoader(settings.max_input_pixels, fit=(sizing.max_side, sizing.max_pixels)), sha)
     uses_content = _uses(terms, "content") or (cfg.mode == "transfer")
     uses_style = _uses(terms, "style") or cfg.mode in ("transfer", "palette")
-    contents: list[Path | None] = expand_inputs(pipeline, cfg.content, "content") if uses_content else [None]
-    styles: list[StyleSource | None] = build_styles(pipeline, context) if uses_style else [None]
+    rejected: list[Rejected] = []
+    contents: list[Path | None] = expand_inputs(pipeline, cfg.content, "content", rejected) if uses_content else [None]
+    styles: list[StyleSource | None] = build_styles(pipeline, context, rejected) if uses_style else [None]
     init_sha = sha(settings.init_path) if settings.init_path else None
     digest = _settings_digest(settings, terms, sizing, init_sha)
     out_dir = (output_dir or pipeline.resolve(cfg.output.dir)).resolve()
@@ -408,14 +464,16 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
             if output in seen:
                 other = seen[output]
                 raise pipeline.error(("output", "pattern"), f"{other.content_label} and {content} would both write {output.name}; add {{index}} or rename")
+            content_sha = None
             try:
-                fingerprint, error = job_fingerprint(sha(content) if content else None, style, digest, weights_id), None
+                content_sha = sha(content) if content else None
+                fingerprint, error = job_fingerprint(content_sha, style, digest, weights_id), None
             except InputError as exc:
                 fingerprint, error = None, str(exc)
-            job = Job(index, content, style, output, fingerprint, error)
+            job = Job(index, content, style, output, fingerprint, error, content_sha)
             seen[output] = job
             jobs.append(job)
-    plan = Plan(pipeline, settings, terms, sizing, jobs, output_dir=out_dir)
+    plan = Plan(pipeline, settings, terms, sizing, jobs, output_dir=out_dir, rejected=rejected)
     if not force:
         plan.done = [job for job in jobs if is_done(out_dir, job)]
     return plan

@@ -7,14 +7,13 @@ sections (timings, galleries, loss curves) are added as new keys, never by chang
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
+from .atomic import write_atomic
 
 if TYPE_CHECKING:
     from .losses import LossTerm
@@ -38,6 +37,7 @@ class ItemReport:
     steps: int = 0
     job: int = -1
     history: dict[str, list[float | None]] | None = None  # downsampled loss curve: step, total, each term
+    note: str | None = None  # how the input was read, when a user should know (first frame of a GIF)
 
 
 @dataclass
@@ -57,14 +57,15 @@ class RunReport:
     network: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # the settings a reader compares runs by
     styles: dict[str, list[str]] = field(default_factory=dict)  # style label → the pictures it reads
+    rejected: list[dict[str, str]] = field(default_factory=list)  # input files found but not styled: path, reason
 
     def count(self, status: Status) -> int:
         return sum(1 for item in self.items if item.status == status)
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing failed, 1 when any job failed."""
-        return 1 if self.count("failed") else 0
+        """0 when nothing failed, 1 when any job failed or any input file could not be a job."""
+        return 1 if self.count("failed") or self.rejected else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,12 +79,14 @@ class RunReport:
                 "done": self.count("done"),
                 "skipped": self.count("skipped"),
                 "failed": self.count("failed"),
+                "rejected": len(self.rejected),
                 "remaining": len(self.remaining),
                 "seconds": round(self.seconds, 3),
             },
             "stopped": self.stopped,
             "remaining": list(self.remaining),
             "shard": self.shard,
+            "rejected": list(self.rejected),
             "warnings": list(self.warnings),
             "network": self.network,
             "settings": dict(self.settings),
@@ -92,30 +95,19 @@ class RunReport:
 
 
 def write_json_atomic(data: Any, path: Path) -> None:
-    """Readers never see half a report: write a temp file beside it, then rename."""
+    """Readers never see half a report or sidecar: the same atomic writer as the pictures."""
     write_text_atomic(json.dumps(data, indent=2) + "\n", path)
 
 
 def write_text_atomic(text: str, path: Path) -> None:
-    """Readers never see half a file (report, page): write a temp file beside it, then rename."""
+    """Readers never see half a file (report, page): the one atomic writer, for text."""
     write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> None:
-    """The one atomic writer for reports, pages and thumbnails: temp file, fsync, rename."""
+    """The one atomic writer (stylepipe.atomic) for bytes already in memory: pages, thumbnails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
-    try:
-        # 0o666 lets the umask decide, as for any new file (mkstemp's 0o600 hid pages from web servers)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: handle.write(data))
 
 
 def key_settings(settings: RunSettings, terms: Sequence[LossTerm]) -> dict[str, Any]:

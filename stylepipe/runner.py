@@ -14,32 +14,18 @@ import torch
 
 from .cache import TargetCache
 from .config import LoadedPipeline
+from .device import resolve_device
 from .errors import EnvironmentProblem, StylepipeError
 from .events import NullEvents, RunEvents
 from .executors import get_executor
 from .network import build_extractor, network_fingerprint, weights_id
 from .plan import Plan, build_plan
+from .atomic import sweep_partials
 from .report import ItemReport, RunReport, key_settings, write_json_atomic
 from .schedule import RunBounds, RunLock, Shard
 from .styles import StyleSource
 from .targets import TargetStore, style_terms, target_key
 from .worker import WorkerContext, WorkerSpec
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present; asking for a device that is absent is an environment error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EnvironmentProblem(f"network.device is {name!r} but no CUDA device is available; use auto or cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise EnvironmentProblem(f"network.device is {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    return device
 
 
 def open_cache(pipeline: LoadedPipeline) -> TargetCache:
@@ -121,12 +107,17 @@ def run_pipeline(
     report = RunReport(pipeline=str(pipeline.path), device=str(device), shard=shard.suffix if shard else None,
                        network=plan.settings.network, settings=key_settings(plan.settings, plan.terms),
                        styles=style_pictures(plan.jobs))
+    report.rejected = [{"path": str(r.path), "reason": r.reason} for r in plan.rejected]
+    for rejected in plan.rejected:
+        events.warning(f"not styled: {rejected}")
     report.items += [
         ItemReport(job.content_label, job.style_label, str(job.output), "skipped", job=job.index) for job in plan.done
     ]
     default_name = f"report.{shard.suffix}.json" if shard else "report.json"
     report_path = report_path or plan.output_dir / default_name
     with RunLock(plan.output_dir, shard):
+        for leftover in sweep_partials(plan.output_dir):
+            events.warning(f"removed {leftover}, a temp file left by a run that was killed")
         events.planned(len(plan.jobs), len(plan.todo))
         try:
             if plan.todo:
@@ -137,7 +128,11 @@ def run_pipeline(
                                 for job in plan.todo if job.index not in finished]
             report.stopped = (bounds.reason or bounds.cut) if report.remaining else None
             report.seconds = time.perf_counter() - start
-            write_json_atomic(report.to_dict(), report_path)
+            try:
+                write_json_atomic(report.to_dict(), report_path)
+            except OSError as exc:
+                raise EnvironmentProblem(f"{report_path}: cannot write the report ({exc.strerror or exc}); "
+                                         f"finished outputs have their sidecars, so the next run skips them") from None
             if pipeline.config.output.html:
                 _write_page(plan.output_dir, report_path, default_name, events)
     return report
@@ -178,6 +173,8 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
                         }
                     except StylepipeError as exc:
                         context.style_errors[source.label] = str(exc)
+                    except Exception as exc:  # noqa: BLE001 - a plugin source's or the network's error: this style's jobs only
+                        context.style_errors[source.label] = f"{type(exc).__name__}: {exc}"
                     events.targets(source.label, store.cache_hits > hits)
             todo = plan.todo
             if bounds.max_jobs is not None and len(todo) > bounds.max_jobs:

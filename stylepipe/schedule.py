@@ -22,7 +22,7 @@ from pathlib import Path
 
 import filelock
 
-from .errors import ConfigError, StylepipeError
+from .errors import ConfigError, EnvironmentProblem, StylepipeError
 
 LOCK_DIR = ".stylepipe"
 
@@ -82,14 +82,21 @@ class RunLock:
             return "another process"
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
         except filelock.Timeout:
             raise RunLocked(f"{self.path.parent.parent}: another stylepipe run is working on this output folder "
                             f"({self._holder()}); not starting a second one. Wait for it, or use another output folder") from None
+        except OSError as exc:  # read-only, full or missing mount: nothing can be written there
+            raise EnvironmentProblem(f"{self.path.parent.parent}: cannot write to the output folder "
+                                     f"({exc.strerror or exc}); nothing was run") from None
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.info_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started}))
+        try:
+            self.info_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started}))
+        except OSError:
+            self._lock.release()
+            raise EnvironmentProblem(f"{self.path.parent.parent}: cannot write to the output folder; nothing was run") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

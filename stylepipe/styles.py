@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .images import LoadedImage, tile
+from .images import LoadedImage
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,12 @@ class WeightedImage:
 
     image: torch.Tensor
     weight: float
+    grid: int = 1  # repeated grid×grid once resized to the style size: tiling first costs grid² memory
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Height and width of the texture this picture stands for (tiles included)."""
+        return self.image.shape[-2] * self.grid, self.image.shape[-1] * self.grid
 
 
 @dataclass(frozen=True)
@@ -76,13 +82,27 @@ class StyleSource:
         raise NotImplementedError
 
     def fingerprint(self) -> dict[str, Any]:
-        """Everything that changes the pictures: source name, version, parameters, file contents."""
+        """Everything that changes the pictures: source name, version, parameters, file contents.
+
+        Where the files live is not in it (see `without_locations`): a moved project, a second
+        clone or a cluster node with another mount point finds the same cache entries.
+        """
         return {
             "source": self.name,
             "version": self.version,
-            "params": self.params.model_dump(mode="json"),
+            "params": without_locations(self.params.model_dump(mode="json")),
             "files": [self.context.sha256(path) for path in self.files()],
         }
+
+
+def without_locations(params: Any) -> Any:
+    """Drop every parameter named `path` or `*_path` at any depth: files count by their bytes."""
+    if isinstance(params, dict):
+        return {key: without_locations(value) for key, value in params.items()
+                if not (key == "path" or key.endswith("_path"))}
+    if isinstance(params, list):
+        return [without_locations(value) for value in params]
+    return params
 
 
 class ImageParams(SourceParams):
@@ -114,6 +134,7 @@ class TiledSource(StyleSource):
     """A non-artistic picture repeated n×n so that it reads as a texture (fast.ai's tiling)."""
 
     name = "tiled"
+    version = 2  # tiles after resizing, not before
     Params = TiledParams
 
     def files(self) -> list[Path]:
@@ -123,8 +144,7 @@ class TiledSource(StyleSource):
         return f"{Path(self.params.path).stem}-tiled{self.params.grid}"
 
     def images(self) -> list[WeightedImage]:
-        picture = self.context.load(self.files()[0]).tensor
-        return [WeightedImage(tile(picture, self.params.grid), 1.0)]
+        return [WeightedImage(self.context.load(self.files()[0]).tensor, 1.0, self.params.grid)]
 
 
 class BlendPart(BaseModel):
@@ -142,6 +162,7 @@ class BlendSource(StyleSource):
     """Several styles mixed into one target by weight (weights are normalised to sum to 1)."""
 
     name = "blend"
+    version = 2  # tiles after resizing, not before
     Params = BlendParams
 
     def files(self) -> list[Path]:
@@ -153,7 +174,7 @@ class BlendSource(StyleSource):
     def images(self) -> list[WeightedImage]:
         total = sum(part.weight for part in self.params.styles)
         return [
-            WeightedImage(tile(self.context.load(path).tensor, part.grid), part.weight / total)
+            WeightedImage(self.context.load(path).tensor, part.weight / total, part.grid)
             for part, path in zip(self.params.styles, self.files())
         ]
 

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from .cache import TargetCache, make_key
-from .images import resize, target_size
+from .errors import StylepipeError
+from .images import MIN_SIDE, resize, target_size, tile
 from .losses import LossTerm
 from .network import FeatureExtractor
 from .styles import StyleSource, WeightedImage
@@ -69,8 +70,14 @@ def compute_targets(
     blended: Targets = {term.name: {} for term in terms}
     if not layers:
         return blended
-    for picture in pictures:
-        image = resize(picture.image, sizing.size_of(picture.image)).to(device=device, dtype=dtype)
+    for number, picture in enumerate(pictures, start=1):
+        height, width = target_size(*picture.size, sizing.max_side, sizing.max_pixels)
+        tile_size = max(1, round(height / picture.grid)), max(1, round(width / picture.grid))
+        height, width = tile_size[0] * picture.grid, tile_size[1] * picture.grid
+        if min(height, width) < MIN_SIDE:  # block 5's padding would fail, or its features vanish
+            raise StylepipeError(f"picture {number} is {width}×{height} px at the style size; every side needs "
+                                 f"at least {MIN_SIDE} px: raise size.style_max_side or size.style_scale")
+        image = tile(resize(picture.image, tile_size), picture.grid).to(device=device, dtype=dtype)
         features = extractor(image.unsqueeze(0), layers)
         for term in terms:
             for key, value in term.style_targets(features).items():

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import torch
 
+from .device import resolve_precision
 from .errors import StylepipeError
 from .events import NullEvents, RunEvents
 from .history import LossHistory, RecordingObjective
-from .images import load_image, resize, save_image, target_size
+from .images import MIN_SIDE, load_image, read_exif, resize, save_image, target_size
 from .losses import LossTerm
-from .network import FeatureExtractor
+from .network import FeatureExtractor, compile_extractor
 from .optimize import Objective, content_targets, initial_image, optimize, optimize_pyramid, resample
 from .plan import Job, RunSettings, sidecar_path
 from .postprocess import postprocess
@@ -83,19 +84,9 @@ class WorkerContext:
         return cls.from_spec(spec, extractor, device)
 
 
-def resolve_precision(configured: str, device: torch.device) -> str:
-    """`auto` means bf16 autocast on CUDA (where it is measured faster) and float32 elsewhere."""
-    if configured != "auto":
-        return configured
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
 #: Bytes of activations per output pixel kept for the backward pass of VGG19 up to relu5_1,
 #: float32, measured on the CPU (peak RSS growth per pixel) and rounded up.
 _BYTES_PER_PIXEL = 6_000
-_MIN_SIDE = 17
 _AUTO_CPU_BATCH = 1  # measured (docs/benchmarks.md): larger CPU batches gain nothing and cost memory
 
 
@@ -106,21 +97,26 @@ def resolve_batch_size(configured: int | str, device: torch.device, settings: Ru
     side = settings.size_max_side or int(settings.size_max_pixels ** 0.5)  # type: ignore[operator]
     per_image = _BYTES_PER_PIXEL * side * side
     if device.type != "cuda":
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 8 << 30
+        free = _free_memory()
         return max(1, min(_AUTO_CPU_BATCH, int(free * 0.5 // per_image)))
     free, _total = torch.cuda.mem_get_info(device)
     return max(1, min(64, int(free * 0.5 // per_image)))
 
 
+def _free_memory() -> int:
+    """Available RAM in bytes; SC_AVPHYS_PAGES is Linux-only (macOS raises), so guess 8 GiB there."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 8 << 30
+
+
 def tune_for_device(extractor: FeatureExtractor, device: torch.device, compile_network: bool) -> FeatureExtractor:
-    """CUDA only: channels-last convolutions, cuDNN autotuning, optionally torch.compile."""
-    if device.type != "cuda":
-        return extractor
-    torch.backends.cudnn.benchmark = True
-    extractor = extractor.to(memory_format=torch.channels_last)
-    if compile_network:
-        extractor.trunk = torch.compile(extractor.trunk)  # type: ignore[assignment]
-    return extractor
+    """On CUDA channels-last convolutions and cuDNN autotuning; torch.compile wherever asked."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        extractor = extractor.to(memory_format=torch.channels_last)
+    return compile_extractor(extractor) if compile_network else extractor
 
 
 def _output_size(job: Job, settings: RunSettings, content: torch.Tensor | None) -> tuple[int, int]:
@@ -156,6 +152,7 @@ class Ready:
     job: Job
     content: torch.Tensor | None
     size: tuple[int, int]
+    note: str | None = None  # how the content was read (first frame of an animation), for the report
 
 
 @dataclass
@@ -173,22 +170,34 @@ def prepare_batch(jobs: list[Job], ctx: WorkerContext, events: RunEvents | None 
     a background thread while the device works on this one.
     """
     prepared = PreparedBatch([], [])
-    settings = ctx.settings
     for job in jobs:
         try:
-            if job.error:
-                raise StylepipeError(job.error)
-            if job.style and job.style_label in ctx.style_errors:
-                raise StylepipeError(f"style {job.style_label!r} failed: {ctx.style_errors[job.style_label]}")
-            content = _fit(load_image(job.content, settings.max_input_pixels).tensor, settings) if job.content else None
-            size = _output_size(job, settings, content)
-            if min(size) < _MIN_SIDE:  # five VGG blocks: smaller pictures vanish before relu5_1
-                raise StylepipeError(f"{job.content_label}: {size[1]}×{size[0]} px at this size; every side needs "
-                                     f"at least {_MIN_SIDE} px: raise size.max_side")
-            prepared.ready.append(Ready(job, content, size))
+            prepared.ready.append(_prepare(job, ctx))
         except StylepipeError as exc:
             prepared.failed.append(_failed(job, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a plugin's or a library's bug fails this job only
+            prepared.failed.append(_failed(job, f"{job.content_label}: {type(exc).__name__}: {exc}"))
     return prepared
+
+
+def _prepare(job: Job, ctx: WorkerContext) -> Ready:
+    settings = ctx.settings
+    if job.error:
+        raise StylepipeError(job.error)
+    if job.style and job.style_label in ctx.style_errors:
+        raise StylepipeError(f"style {job.style_label!r} failed: {ctx.style_errors[job.style_label]}")
+    content, note = None, None
+    if job.content:
+        loaded = load_image(job.content, settings.max_input_pixels, (settings.size_max_side, settings.size_max_pixels))
+        if job.content_sha is not None and loaded.sha256 != job.content_sha:
+            # the resume hash was taken from other bytes: its sidecar would lie
+            raise StylepipeError(f"{job.content_label}: changed while the run was going; run again to style the new version")
+        content, note = _fit(loaded.tensor, settings), loaded.note
+    size = _output_size(job, settings, content)
+    if min(size) < MIN_SIDE:
+        raise StylepipeError(f"{job.content_label}: {size[1]}×{size[0]} px at this size; every side needs "
+                             f"at least {MIN_SIDE} px: raise size.max_side")
+    return Ready(job, content, size, note)
 
 
 def run_prepared(prepared: PreparedBatch, ctx: WorkerContext, events: RunEvents | None = None) -> Iterator[ItemReport]:
@@ -204,12 +213,14 @@ def run_prepared(prepared: PreparedBatch, ctx: WorkerContext, events: RunEvents 
     for bucket in buckets.values():
         queue = [bucket[i : i + ctx.batch_size] for i in range(0, len(bucket), ctx.batch_size)]
         while queue:
+            if ctx.should_stop():
+                return  # a stop (SIGTERM, a bound) between batches: the rest stays for the next run
             chunk = queue.pop(0)
             for ready in chunk:
                 events.job_started(ready.job)
             try:
                 items = _run_chunk(chunk, ctx, events)
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one batch's failure (a plugin's KeyError, a NaN) is its own
                 if not _is_oom(exc):
                     yield from (_failed(r.job, f"{r.job.content_label}: {type(exc).__name__}: {exc}") for r in chunk)
                     continue
@@ -274,15 +285,18 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
             log.warning("%s: the loss diverged; kept the best image seen", job.output.name)
         losses = _loss_summary(values, i)
         try:
-            save_image(final[i].cpu(), job.output, settings.output_format, settings.output_quality)
+            exif = read_exif(job.content) if settings.keep_metadata and job.content else None
+            save_image(final[i].cpu(), job.output, settings.output_format, settings.output_quality, exif)
             record = {"fingerprint": job.fingerprint, "content": job.content_label, "style": job.style_label, "loss": losses,
                       "history": curves[i] if curves else None}
             write_json_atomic(record, sidecar_path(ctx.out_dir, job.output))
         except (OSError, ValueError) as exc:  # disk full, unwritable folder: this output only
-            items.append(_failed(job, f"{job.output}: cannot write ({exc})"))
+            cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            items.append(_failed(job, f"{job.output}: cannot write ({cause})"))
             continue
         items.append(ItemReport(job.content_label, job.style_label, str(job.output), "done", None,
-                                round(seconds, 3), losses, result.steps, job.index, curves[i] if curves else None))
+                                round(seconds, 3), losses, result.steps, job.index, curves[i] if curves else None,
+                                ready.note))
     return items
 
 

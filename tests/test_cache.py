@@ -344,8 +344,30 @@ def test_cache_that_never_opens_falls_back_to_memory(
         _assert_works(cache)
         assert cache.info().entries == 1
         assert "gram/v1/x" in cache and cache.check().checked == 0
-        assert len(cache.warnings) == 2 and "without a disk cache" in cache.warnings[-1]
-    assert len(_broken_siblings(directory)) == 1
+        assert len(cache.warnings) == 1 and "without a disk cache" in cache.warnings[-1]
+    assert _broken_siblings(directory) == []  # an error that is not a damaged database moves nothing
+
+
+def test_unwritable_cache_folder_is_left_alone_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "c"
+    with TargetCache(directory) as cache:
+        _assert_works(cache)
+    import sqlite3
+
+    def readonly(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(sqlite3, "connect", readonly)
+    with TargetCache(directory) as cache:
+        assert not cache.info().disk_enabled
+        _assert_works(cache)
+        assert "readonly database" in cache.warnings[0] and "without a disk cache" in cache.warnings[0]
+    monkeypatch.undo()
+    assert _broken_siblings(directory) == []
+    with TargetCache(directory) as cache:  # still the same, intact cache
+        assert cache.get("gram/v1/x") is not None
 
 
 def test_busy_cache_is_not_moved_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,6 @@ import pytest
 import torch
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from stylepipe import images
 from stylepipe.errors import InputError
 from stylepipe.images import (
     DEFAULT_MAX_INPUT_PIXELS,
@@ -349,7 +348,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_image(tmp_path)
-    assert info.value.cause == "is a directory"
+    assert info.value.cause == "is a folder, not a picture"
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads anything")
@@ -366,10 +365,10 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_permission_error_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def denied(path: Path) -> str:
+    def denied(path, *args) -> int:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(images, "file_sha256", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(InputError) as info:
         load_image(PHOTO)
     assert info.value.cause == "permission denied"
@@ -603,3 +602,23 @@ def test_jpeg_of_a_busy_picture_saves(tmp_path: Path, quality: int) -> None:
     save_image(torch.rand(3, 256, 256), out, "jpg", quality)
     with Image.open(out) as written:
         assert written.size == (256, 256) and written.format == "JPEG"
+
+
+def test_a_big_photo_is_reduced_before_it_becomes_float32(tmp_path: Path) -> None:
+    """Styled at 32 px, a 2400×1800 photo must never exist as full-size float32 (52 MB here)."""
+    import tracemalloc
+
+    photo = Image.open(PHOTO).convert("RGB").resize((2400, 1800))
+    path = save(photo, tmp_path / "big.png")
+    tracemalloc.start()
+    try:
+        small = load_image(path, fit=(32, None)).tensor
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, f"peak {peak / 1e6:.1f} MB"
+    assert tuple(small.shape) == (3, 48, 64)  # twice the final 24×32
+    full = load_image(path).tensor
+    final = target_size(1800, 2400, max_side=32)
+    difference = (resize(small, final) - resize(full, final)).abs()
+    assert difference.mean() < 0.005 and difference.max() < 0.04  # the same picture, to within rounding

@@ -129,3 +129,29 @@ def test_wrong_weights_file_says_what_is_wrong(tmp_path):
         load_torchvision(tmp_path / "absent.pth")
     with pytest.raises(ConfigError, match="available"):
         load_weights("resnet50")
+
+
+def test_optimize_compile_compiles_what_every_loss_calls(monkeypatch):
+    """torch.compile must wrap the call that runs the layers; a compiled sub-module that forward
+    never calls would compile nothing. A recording stand-in for torch.compile shows which."""
+    from stylepipe.worker import tune_for_device
+
+    calls: list[int] = []
+
+    def recording_compile(fn, *args, **kwargs):
+        def compiled(*a, **k):
+            calls.append(1)
+            return fn(*a, **k)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    extractor = tune_for_device(FeatureExtractor(random_weights()), torch.device("cpu"), compile_network=True)
+    image = torch.rand(1, 3, 32, 32)
+    features = extractor(image, ["relu1_1", "relu3_1"])
+    assert calls == [1]  # the call itself went through the compiled function
+    expected = FeatureExtractor(random_weights())(image, ["relu1_1", "relu3_1"])
+    assert all(torch.equal(features[k], expected[k]) for k in expected)
+    plain = tune_for_device(FeatureExtractor(random_weights()), torch.device("cpu"), compile_network=False)
+    plain(image, ["relu1_1"])
+    assert calls == [1]

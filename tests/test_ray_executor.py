@@ -231,13 +231,14 @@ def test_a_worker_that_cannot_start_stops_the_run_as_an_environment_problem(tmp_
     assert saved["items"] == [] and len(saved["remaining"]) == 1
 
 
-def test_an_unexpected_error_in_a_worker_fails_its_jobs_only(tmp_path, spy, local_ray):
-    pipeline = write_pipeline(tmp_path, "buggy", executor="ray", content=[str(sample("chelsea"))], plugins=[str(spy)],
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_an_unexpected_error_in_a_worker_fails_its_jobs_only_and_alike_in_both_executors(tmp_path, spy, local_ray, executor):
+    pipeline = write_pipeline(tmp_path, "buggy", executor=executor, content=[str(sample("chelsea"))], plugins=[str(spy)],
                               styles=[str(sample("shipwreck")), str(sample("the_scream"))],
                               losses={"extra": [{"name": "buggy"}]}, ray={"num_workers": 1})
     report = run_pipeline(load_pipeline(pipeline))
     assert sorted(item.job for item in report.items) == [0, 1] and report.exit_code == 1
-    assert {item.error for item in report.items} == {"worker error: TypeError: buggy plugin"}
+    assert {item.error for item in report.items} == {f"{sample('chelsea')}: TypeError: buggy plugin"}
 
 
 def test_a_worker_too_big_for_every_node_is_refused_on_our_own_ray_and_awaited_on_a_cluster(caplog):
@@ -290,3 +291,36 @@ def test_the_cluster_docs_examples_parse():
     assert pipelines, "a pipeline example with executor: ray"
     for doc in pipelines:
         PipelineConfig.model_validate(doc)
+
+
+def test_a_stop_request_is_seen_while_workers_are_still_starting():
+    """On a cluster still growing, no actor answers for minutes: waiting on it must not make
+    the driver deaf to SIGTERM. A stand-in Ray whose actors never start shows the driver polls."""
+    from stylepipe.config import RayConfig
+    from stylepipe.executors.ray import _Dispatcher
+    from stylepipe.worker import WorkerSpec
+
+    waits: list[float | None] = []
+
+    def wait(refs, num_returns=1, timeout=None):
+        waits.append(timeout)
+        if timeout is None:
+            raise AssertionError("ray.wait without a timeout blocks until an actor starts")
+        return [], list(refs)
+
+    never_ready = SimpleNamespace(ready=SimpleNamespace(remote=lambda: object()))
+    actor_class = SimpleNamespace(options=lambda **kwargs: SimpleNamespace(remote=lambda *args: never_ready))
+    error = type("RayError", (Exception,), {})
+    killed = []
+    fake_ray = SimpleNamespace(
+        exceptions=SimpleNamespace(RayActorError=error, ObjectLostError=error, NodeDiedError=error, RayTaskError=error),
+        cluster_resources=lambda: {"CPU": 2.0}, nodes=lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}],
+        remote=lambda cls: actor_class, put=lambda value: "spec-ref", wait=wait,
+        kill=lambda actor, no_restart=True: killed.append(actor))
+    context = SimpleNamespace(should_stop=lambda: len(waits) >= 3, settings=SimpleNamespace(device="cpu"),
+                              spec=WorkerSpec([], None, Path(".")))  # type: ignore[arg-type]
+    jobs = [SimpleNamespace(index=i, style_label="s") for i in range(2)]
+    dispatcher = _Dispatcher(fake_ray, RayConfig(num_workers=1), 1, context, SimpleNamespace(job_started=print))
+    assert list(dispatcher.run(jobs)) == []  # stopped, the jobs left for the next run
+    assert len(waits) == 3 and all(timeout is not None and timeout <= 1 for timeout in waits)
+    assert killed == [never_ready]

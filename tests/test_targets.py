@@ -68,6 +68,27 @@ def test_tiled_source_changes_the_texture_scale(net, tmp_path):
     assert not torch.allclose(plain["style"]["relu3_1"], tiled["style"]["relu3_1"], rtol=0.05)
 
 
+def test_tiles_are_made_at_the_style_size_not_at_full_resolution(net, tmp_path, monkeypatch):
+    """grid 16 on a 12 MP photo tiled first would be ~37 GB of float32: tile after resizing."""
+    import stylepipe.targets as targets_module
+
+    from PIL import Image
+
+    path = tmp_path / "cat.png"  # small, so that the full-size reference below stays cheap
+    Image.open(sample("chelsea")).convert("RGB").resize((96, 64)).save(path)
+    source = TiledSource(TiledParams(path=str(path), grid=16), _context(tmp_path))
+    picture = load_image(path).tensor
+    (weighted,) = source.images()
+    assert weighted.image.shape == picture.shape and weighted.size == (16 * picture.shape[1], 16 * picture.shape[2])
+    tiled_shapes = []
+    monkeypatch.setattr(targets_module, "tile", lambda image, grid: tiled_shapes.append(tuple(image.shape)) or tile(image, grid))
+    targets = compute_targets([weighted], net, TERMS, SIZING, CPU)
+    assert tiled_shapes and max(tiled_shapes[0]) <= SIZING.max_side // 16 + 1  # one small tile, repeated
+    reference = compute_targets([WeightedImage(tile(load_image(path).tensor, 16), 1.0)], net, TERMS, SIZING, CPU)
+    for layer in ("relu1_1", "relu2_1"):  # the same texture, up to resampling at the tiles' seams
+        assert torch.allclose(targets["style"][layer], reference["style"][layer], rtol=0.1, atol=1e-3)
+
+
 def test_flatten_round_trip():
     targets = {"style": {"relu1_1": torch.ones(2, 2)}, "mean_std": {"relu1_1.mean": torch.zeros(3)}}
     again = unflatten(flatten(targets))

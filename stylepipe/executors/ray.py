@@ -59,6 +59,8 @@ INSTALL_HINT = "pip install 'stylepipe[ray]'"
 #: the round trip per call is not worth saving. Raise it once `process_batch` optimises a batch
 #: of same-sized images together on a GPU.
 DEFAULT_BATCH_SIZE = 1
+#: Seconds between checks for a stop request while waiting on workers.
+_POLL_S = 0.5
 
 
 def import_ray() -> ModuleType:
@@ -261,7 +263,10 @@ class _Dispatcher:
                 working = any(flight.jobs for flight in self.in_flight.values())
                 if not working and (stopping or not self.pending):
                     break  # done, or asked to stop: what is still queued is left for the next run
-                [ref], _ = ray.wait(list(self.in_flight), num_returns=1)
+                ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=_POLL_S)
+                if not ready:
+                    continue  # look at should_stop again: SIGTERM must not wait for actors to start
+                [ref] = ready
                 # The runner records these before the next _fill, so a stop (--max-jobs) sees them.
                 yield from self._once(self._settle(ref, self.in_flight.pop(ref)))
         finally:
