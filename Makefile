@@ -17,6 +17,8 @@ run: $(STAMP)
 	$(BIN)/stylepipe run pipeline.yaml
 
 test: $(STAMP)
+	$(BIN)/ruff check stylepipe tests benchmarks plugins
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench:
