@@ -23,8 +23,8 @@ REPORT_VERSION = 1
 class ItemReport:
     """What happened to one job."""
 
-    content: str
-    style: str
+    content: str | None  # null when the job has no content picture (palette, style reconstruction)
+    style: str | None  # null when the job has no style (content reconstruction)
     output: str | None
     status: Status
     error: str | None = None
@@ -32,6 +32,7 @@ class ItemReport:
     loss: dict[str, float] | None = None
     steps: int = 0
     job: int = -1
+    layers: str | None = None  # reconstruct mode: the layers the picture was rebuilt from
 
 
 @dataclass
