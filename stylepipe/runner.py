@@ -137,7 +137,10 @@ def run_pipeline(
     report_path = report_path or plan.output_dir / default_name
     with RunLock(plan.output_dir, shard):
         todo = select_jobs(plan.todo, bounds)
-        events.planned(len(plan.jobs), len(todo))
+        later = len(plan.todo) - len(todo)
+        if later:
+            events.warning(f"--max-jobs {bounds.max_jobs}: {later} job(s) left for a later run")
+        events.planned(len(plan.jobs) - later, len(todo))  # what this run will do, so progress counts that
         try:
             if todo:
                 _execute(plan, todo, device, runner, report, events, bounds)

@@ -208,3 +208,24 @@ def test_skipped_items_keep_the_losses_of_their_sidecar(tmp_path):
     (done,) = run_pipeline(load_pipeline(pipeline)).items
     (skipped,) = run_pipeline(load_pipeline(pipeline)).items
     assert skipped.status == "skipped" and skipped.loss == done.loss and done.loss["style"] > 0
+
+
+def test_progress_counts_only_the_jobs_this_run_will_do(tmp_path):
+    from stylepipe.events import NullEvents
+    from stylepipe.schedule import RunBounds
+
+    class Recorder(NullEvents):
+        def __init__(self):
+            self.planned_calls, self.warnings = [], []
+
+        def planned(self, total, todo):
+            self.planned_calls.append((total, todo))
+
+        def warning(self, message):
+            self.warnings.append(message)
+
+    events = Recorder()
+    pipeline = write_pipeline(tmp_path, content=[str(sample("coffee")), str(sample("chelsea"))], styles=[str(sample("the_scream"))])
+    report = run_pipeline(load_pipeline(pipeline), events=events, bounds=RunBounds(max_jobs=1))
+    assert events.planned_calls == [(1, 1)] and events.warnings == ["--max-jobs 1: 1 job(s) left for a later run"]
+    assert report.count("done") == 1 and len(report.remaining) == 1
