@@ -134,6 +134,11 @@ def _job_name(content: str | None, style: str | None, layers: str | None) -> str
     return f"{name} from {layers}" if layers else name
 
 
+def _style_cell(style: str | None, layers: str | None) -> str:
+    """A table's style column: the style, and a reconstruction's layers in parentheses."""
+    return " ".join(part for part in (style, f"({layers})" if layers else None) if part)
+
+
 def _short(path: str | None) -> str:
     """Paths relative to the working directory when they are below it: tables stay readable."""
     if not path:
@@ -152,7 +157,7 @@ def _summary_table(items: list[ItemReport]) -> Table:
     for item in sorted(items, key=lambda i: i.job):
         style_loss = item.loss.get("style") if item.loss else None
         table.add_row(f"[{colours[item.status]}]{item.status}[/]", Path(item.content).name if item.content else "",
-                      (item.style or "") + (f" ({item.layers})" if item.layers else ""),
+                      _style_cell(item.style, item.layers),
                       _short(item.output) if item.status != "failed" else (item.error or ""), f"{item.seconds:.1f}",
                       f"{style_loss:.3g}" if style_loss is not None else "")
     return table
@@ -303,8 +308,8 @@ def plan_cmd(
         for column in ("job", "status", "content", "style", "output"):
             table.add_column(column)
         for j in jobs:
-            style = (j["style"] or "") + (f" ({j['layers']})" if j["layers"] else "")
-            table.add_row(str(j["job"]), j["status"], Path(j["content"]).name if j["content"] else "", style, _short(j["output"]))
+            table.add_row(str(j["job"]), j["status"], Path(j["content"]).name if j["content"] else "",
+                          _style_cell(j["style"], j["layers"]), _short(j["output"]))
         stdout.print(table)
         for t in targets:
             stdout.print(f"style target {t.label}: {'cached' if t.cached else 'to compute'}")
