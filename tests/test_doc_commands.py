@@ -130,12 +130,12 @@ def _is_synopsis(span: str) -> bool:
     return "[" in span or "…" in span or re.search(r"\b[A-Z]{2,}\b", span) is not None
 
 
-def extract(paths: list[Path] = DOCS) -> list[Command]:
+def extract(paths: list[Path] = DOCS, root: Path = ROOT) -> list[Command]:
     """Every distinct command line in the given Markdown files, in order of first appearance."""
     commands: dict[str, Command] = {}
     for path in paths:
         text = path.read_text(encoding="utf-8")
-        name = path.relative_to(ROOT)
+        name = path.relative_to(root)
         for match in re.finditer(r"^( *)```(\w*)\n(.*?)^ *```", text, flags=re.S | re.M):
             first = text.count("\n", 0, match.start(3)) + 1
             for offset, command in _commands_in_block(match[2], match[3]):
@@ -168,12 +168,7 @@ def test_extractor_finds_commands_of_every_kind(tmp_path: Path) -> None:
         "```cron\n0 1 * * * cd /srv/x && stylepipe run p.yaml\n```\n"
         "```ini\n[Service]\nExecStart=/x/stylepipe run p.yaml\n```\n"
         "```yaml\nspec: {command: [sh, -c, 'stylepipe run /data/p.yaml --shard 0/4']}\n```\n", encoding="utf-8")
-    global ROOT
-    saved, ROOT = ROOT, tmp_path
-    try:
-        found = [c.text for c in extract([doc])]
-    finally:
-        ROOT = saved
+    found = [c.text for c in extract([doc], root=tmp_path)]
     assert found == ["make run", ".venv/bin/stylepipe run p.yaml --json | jq .summary", "stylepipe plugins list p.yaml",
                      "cd /srv/x && stylepipe run p.yaml", "/x/stylepipe run p.yaml",
                      "stylepipe run /data/p.yaml --shard 0/4", "stylepipe validate x.yaml"]
