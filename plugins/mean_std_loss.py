@@ -24,9 +24,10 @@ to the pipeline file) and add the term under ``losses.extra``::
           weight: 100                 # optional, default 100
           layers: [relu1_1, relu2_1]  # optional, default relu1_1 … relu4_1
 
-Choosing the weight: with the default style weight (3e4 on the normalised Gram loss of
-stylepipe.losses) and the default weight of 100, this term starts out 8–28× larger than the
-Gram term when the optimisation starts from the content photo, and at convergence it is about
+Choosing the weight: with the default weight of 100 this term starts out 8–28× larger than the
+Gram term of a style weight of 3e4 (on the normalised Gram loss of stylepipe.losses), so 2.4–8.4×
+larger than that of the default style weight 1e5 (the ratio at the start scales with the style
+weight), when the optimisation starts from the content photo, and at convergence it is about
 as large as the content term: a strong pull. Measured on the bundled samples (chelsea × starry
 night / the scream, 96 px, 60 L-BFGS steps), weight 100 raised the final content loss 2.5–4×
 and left the Gram loss 9–36× lower than without the term (a channel's mean is part of its Gram

@@ -9,6 +9,7 @@ never fatal.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -34,6 +35,7 @@ __all__ = [
     "TargetCache",
     "decode_tensors",
     "encode_tensors",
+    "read_info",
     "make_key",
 ]
 
@@ -180,6 +182,7 @@ class CacheInfo:
     entries: int
     size_bytes: int
     size_limit_bytes: int
+    problem: str | None = None  # why the database could not be read (`inspect` only)
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,26 @@ def _is_broken(directory: Path, error: BaseException) -> bool:
 def _describe(error: BaseException) -> str:
     """Name the error class too, since many sqlite/OS messages are terse."""
     return f"{type(error).__name__}: {error}"
+
+
+def read_info(directory: Path, size_limit_bytes: int) -> CacheInfo:
+    """What a cache folder holds, read without changing anything on disk: no folder or database
+    is created, a broken one is reported rather than moved aside, nothing is evicted.
+
+    The database is opened read-only and as immutable, so SQLite writes no journal either.
+    """
+    database = directory / diskcache.core.DBNAME
+    if not database.is_file():
+        return CacheInfo(directory, True, 0, 0, size_limit_bytes)
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro&immutable=1", uri=True)) as db:
+            settings = dict(db.execute("SELECT key, value FROM Settings WHERE key IN ('count', 'size')").fetchall())
+            (page_count,) = db.execute("PRAGMA page_count").fetchone()
+            (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    except sqlite3.Error as error:
+        return CacheInfo(directory, True, 0, 0, size_limit_bytes, problem=_describe(error))
+    size = int(page_count) * int(page_size) + int(settings.get("size", 0))
+    return CacheInfo(directory, True, int(settings.get("count", 0)), size, size_limit_bytes)
 
 
 def _move_aside(path: Path) -> Path:

@@ -18,33 +18,40 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import __version__
-from .errors import StylepipeError
+from .errors import ConfigError, StylepipeError
+from .logs import add_log_file, setup_logging
 from .report import ItemReport
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Batch neural style transfer, declared in YAML.")
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect and repair the style-target cache.")
-plugins_app = typer.Typer(no_args_is_help=True, help="Loss terms and style sources, and where each came from.")
+# Plain click help: flags without a `<bool>` after them, and no boxes in a pipe.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Batch neural style transfer, declared in YAML.")
+cache_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect and repair the style-target cache.")
+plugins_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Loss terms and style sources, and where each came from.")
 app.add_typer(cache_app, name="cache")
 app.add_typer(plugins_app, name="plugins")
 
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 log = logging.getLogger("stylepipe")
 T = TypeVar("T")
 
+# Options shared by every command that reads a pipeline, so that `plan` previews exactly what
+# `run` with the same options does. Paths on the command line are relative to the working
+# directory (paths inside the pipeline file are relative to the file).
 PipelineArg = Annotated[Path, typer.Argument(help="the pipeline YAML file", show_default=True)]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: --set optimize.steps=50 (repeatable)")]
-
-
-def _setup_logging(verbose: bool) -> None:
-    handler = RichHandler(console=stderr, show_path=False, show_time=stderr.is_terminal, markup=False)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], format="%(message)s", force=True)
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: --set optimize.steps=50 (repeatable); "
+                                                     "path values are relative to the working directory")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override output.dir (relative to the working directory)")]
+ShardOpt = Annotated[Optional[str], typer.Option(help="only shard I/N of the jobs (stable hash), e.g. 0/4")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="redo outputs that are already up to date")]
+MaxJobsOpt = Annotated[Optional[int], typer.Option("--max-jobs", min=1, help="stop cleanly after this many jobs")]
+ExecutorOpt = Annotated[Optional[str], typer.Option(help="override the pipeline's executor (local, ray)")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging on stderr")]
 
 
 def _guard(action: Callable[[], T]) -> T:
@@ -57,9 +64,15 @@ def _guard(action: Callable[[], T]) -> T:
         raise typer.Exit(exc.exit_code) from None
 
 
+def _verbose(verbose: bool) -> None:
+    """`-v` works after the subcommand too (`stylepipe run -v`), not only before it."""
+    if verbose:
+        setup_logging(stderr, True)
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging on stderr")] = False) -> None:
-    _setup_logging(verbose)
+def _main(verbose: VerboseOpt = False) -> None:
+    setup_logging(stderr, verbose)
 
 
 @app.command()
@@ -74,7 +87,7 @@ class CliEvents:
     def __init__(self) -> None:
         self.live = stderr.is_terminal
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=stderr, transient=True, disable=not self.live)
+                                 TimeRemainingColumn(), console=stderr, transient=True, disable=not self.live)
         self.run_task = None
         self.job_task = None
 
@@ -93,7 +106,7 @@ class CliEvents:
         log.info("style %s: targets %s", label, "from cache" if cached else "computed")
 
     def job_started(self, job: Any) -> None:
-        name = f"{Path(job.content_label).name} × {job.style_label}"
+        name = _job_name(job.content_ref, job.style_ref, job.layers)
         if self.job_task is not None:
             self.progress.remove_task(self.job_task)
         self.job_task = self.progress.add_task(name, total=None)
@@ -104,7 +117,7 @@ class CliEvents:
 
     def job_finished(self, job: Any, item: ItemReport) -> None:
         if item.status == "failed":
-            log.error("failed: %s", item.error)
+            log.error("failed: job %d (%s): %s", item.job, _job_name(item.content, item.style, item.layers), item.error)
         else:
             note = f"; {item.note}" if item.note else ""
             log.info("done: %s (%.1f s%s)", Path(item.output or "").name, item.seconds, note)
@@ -113,6 +126,18 @@ class CliEvents:
 
     def warning(self, message: str) -> None:
         log.warning("%s", message)
+
+
+def _job_name(content: str | None, style: str | None, layers: str | None) -> str:
+    """`chelsea.jpg × scream`, or for a reconstruction `chelsea.jpg from conv3_1`."""
+    parts = [Path(content).name if content else None, style]
+    name = " × ".join(part for part in parts if part)
+    return f"{name} from {layers}" if layers else name
+
+
+def _style_cell(style: str | None, layers: str | None) -> str:
+    """A table's style column: the style, and a reconstruction's layers in parentheses."""
+    return " ".join(part for part in (style, f"({layers})" if layers else None) if part)
 
 
 def _short(path: str | None) -> str:
@@ -132,7 +157,8 @@ def _summary_table(items: list[ItemReport]) -> Table:
     colours = {"done": "green", "skipped": "cyan", "failed": "red"}
     for item in sorted(items, key=lambda i: i.job):
         style_loss = item.loss.get("style") if item.loss else None
-        table.add_row(f"[{colours[item.status]}]{item.status}[/]", Path(item.content).name, item.style,
+        table.add_row(f"[{colours[item.status]}]{item.status}[/]", Path(item.content).name if item.content else "",
+                      _style_cell(item.style, item.layers),
                       _short(item.output) if item.status != "failed" else (item.error or ""), f"{item.seconds:.1f}",
                       f"{style_loss:.3g}" if style_loss is not None else "")
     return table
@@ -144,7 +170,7 @@ def _install_stop_handlers(bounds) -> None:
 
     def request_stop(signum: int, frame: object) -> None:
         if bounds.stop_requested.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now (the report is still written)
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now (the report is still written; exit 130)
         bounds.stop_requested.set()
         log.warning("%s received: finishing the current job, then stopping", signal.Signals(signum).name)
 
@@ -152,41 +178,54 @@ def _install_stop_handlers(bounds) -> None:
         signal.signal(sig, request_stop)
 
 
-def _add_log_file(path: Path) -> None:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
+def _select(plan, shard: Optional[str]) -> None:
+    """Restrict a plan to `--shard I/N`, as `run` does."""
+    from .schedule import Shard
+
+    if shard:
+        plan.keep(Shard.parse(shard).owns)
+
+
+def _warn_all(messages: list[str]) -> None:
+    for message in messages:
+        log.warning("%s", message)
 
 
 @app.command()
 def run(
     pipeline: PipelineArg = Path("pipeline.yaml"),
     report: Annotated[Optional[Path], typer.Option(help="where to write the JSON report (default <output dir>/report.json)")] = None,
-    force: Annotated[bool, typer.Option("--force", help="redo outputs that are already up to date")] = False,
+    force: ForceOpt = False,
     set_: SetOpt = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override output.dir")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="override the pipeline's executor (local, ray)")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="run shard I/N of the jobs (stable hash), e.g. 0/4")] = None,
-    max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", min=1, help="stop cleanly after this many jobs")] = None,
+    output_dir: OutputOpt = None,
+    executor: ExecutorOpt = None,
+    shard: ShardOpt = None,
+    max_jobs: MaxJobsOpt = None,
     time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop cleanly before this wall time is exceeded (90s, 45m, 2h)")] = None,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="also write logs to this file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the run summary as one JSON object on stdout")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the pipeline: style every content × style pair that is not already done."""
-    from .config import load_pipeline
-    from .runner import run_pipeline
+    from .runner import load_checked, run_pipeline
     from .schedule import RunBounds, Shard, parse_duration
+
+    _verbose(verbose)
 
     def body() -> int:
         if log_file is not None:
-            _add_log_file(log_file)
+            add_log_file(log_file)
         bounds = RunBounds(max_jobs=max_jobs, time_budget=parse_duration(time_budget) if time_budget else None)
         selected = Shard.parse(shard) if shard else None
-        loaded = load_pipeline(pipeline, set_ or [])
+        loaded = load_checked(pipeline, set_ or [])
         _install_stop_handlers(bounds)
-        with CliEvents() as events:
-            result = run_pipeline(loaded, force=force, report_path=report, output_dir=output_dir, executor=executor,
-                                  events=events, shard=selected, bounds=bounds)
+        try:
+            with CliEvents() as events:
+                result = run_pipeline(loaded, force=force, report_path=report, output_dir=output_dir, executor=executor,
+                                      events=events, shard=selected, bounds=bounds)
+        except KeyboardInterrupt:
+            log.error("interrupted by a second Ctrl-C: the report lists what was done and what remains")
+            return 130
         data = result.to_dict()
         if as_json:
             print(json.dumps({key: data[key] for key in ("summary", "style_targets", "stopped", "shard", "pipeline")}
@@ -227,13 +266,28 @@ def report_cmd(
 
 
 @app.command()
-def validate(pipeline: PipelineArg = Path("pipeline.yaml"), set_: SetOpt = None) -> None:
-    """Check the pipeline (schema, files, plugins) without running anything."""
-    from .config import load_pipeline
-    from .runner import make_plan
+def validate(
+    pipeline: PipelineArg = Path("pipeline.yaml"),
+    set_: SetOpt = None,
+    output_dir: OutputOpt = None,
+    executor: ExecutorOpt = None,
+    shard: ShardOpt = None,
+    force: ForceOpt = False,
+    max_jobs: MaxJobsOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check the pipeline (schema, files, plugins) without running anything; every mistake at once."""
+    from .executors import get_executor
+    from .runner import load_checked, make_plan
+
+    _verbose(verbose)
 
     def body() -> None:
-        plan = make_plan(load_pipeline(pipeline, set_ or []))
+        loaded = load_checked(pipeline, set_ or [])
+        get_executor(executor or loaded.config.executor, loaded.config)
+        plan = make_plan(loaded, force=force, output_dir=output_dir)
+        _select(plan, shard)
+        _warn_all(plan.warnings)
         stdout.print(f"{pipeline}: valid — {len(plan.jobs)} job(s), {len(plan.terms)} loss term(s)")
 
     _guard(body)
@@ -243,20 +297,34 @@ def validate(pipeline: PipelineArg = Path("pipeline.yaml"), set_: SetOpt = None)
 def plan_cmd(
     pipeline: PipelineArg = Path("pipeline.yaml"),
     set_: SetOpt = None,
-    force: Annotated[bool, typer.Option("--force")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    force: ForceOpt = False,
+    output_dir: OutputOpt = None,
+    executor: ExecutorOpt = None,
+    shard: ShardOpt = None,
+    max_jobs: MaxJobsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as one JSON object on stdout")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Dry run: what would run, what is already done, which style targets are cached."""
-    from .config import load_pipeline
-    from .runner import cached_targets, make_plan, open_cache
+    """Dry run: what `run` with the same options would do, what is already done, which style targets are cached."""
+    from .executors import get_executor
+    from .runner import cached_targets, load_checked, make_plan, open_cache, select_jobs
+    from .schedule import RunBounds
+
+    _verbose(verbose)
 
     def body() -> None:
-        plan = make_plan(load_pipeline(pipeline, set_ or []), force=force)
+        loaded = load_checked(pipeline, set_ or [])
+        get_executor(executor or loaded.config.executor, loaded.config)
+        plan = make_plan(loaded, force=force, output_dir=output_dir)
+        _select(plan, shard)
+        _warn_all(plan.warnings)
         done = {job.index for job in plan.done}
+        will_run = {job.index for job in select_jobs(plan.todo, RunBounds(max_jobs=max_jobs))}
         with open_cache(plan.pipeline) as cache:
             targets = cached_targets(plan, cache)
-        jobs = [{"job": j.index, "content": j.content_label, "style": j.style_label, "output": str(j.output),
-                 "status": "done" if j.index in done else "todo", "error": j.error} for j in plan.jobs]
+        status = lambda j: "done" if j.index in done else ("todo" if j.index in will_run else "later")  # noqa: E731
+        jobs = [{"job": j.index, "content": j.content_ref, "style": j.style_ref, "layers": j.layers, "output": str(j.output),
+                 "status": status(j), "error": j.error} for j in plan.jobs]
         if as_json:
             print(json.dumps({"jobs": jobs, "style_targets": [t.__dict__ for t in targets]}))
             return
@@ -264,47 +332,86 @@ def plan_cmd(
         for column in ("job", "status", "content", "style", "output"):
             table.add_column(column)
         for j in jobs:
-            table.add_row(str(j["job"]), j["status"], Path(j["content"]).name, j["style"], _short(j["output"]))
+            table.add_row(str(j["job"]), j["status"], Path(j["content"]).name if j["content"] else "",
+                          _style_cell(j["style"], j["layers"]), _short(j["output"]))
         stdout.print(table)
         for t in targets:
             stdout.print(f"style target {t.label}: {'cached' if t.cached else 'to compute'}")
-        stdout.print(f"{len(jobs) - len(done)} to run, {len(done)} already done")
+        later = len(plan.jobs) - len(done) - len(will_run)
+        stdout.print(f"{len(will_run)} to run, {len(done)} already done" + (f", {later} left for a later run" if later else ""))
 
     _guard(body)
-
-
-def _cache_for(pipeline: Path, directory: Optional[Path]):
-    from .cache import TargetCache
-    from .config import load_pipeline
-    from .runner import open_cache
-
-    if directory is not None:
-        return TargetCache(directory)
-    return open_cache(load_pipeline(pipeline))
 
 
 CacheDir = Annotated[Optional[Path], typer.Option("--dir", help="cache folder (default: the pipeline's cache.dir)")]
 
 
+def _cache_location(pipeline: Path, directory: Optional[Path], overrides: list[str]) -> tuple[Optional[Path], int]:
+    """The cache folder and its size limit: `--dir`, else the pipeline's `cache:` section."""
+    from .config import load_pipeline
+
+    if directory is not None:
+        if not directory.is_dir():
+            raise ConfigError(f"--dir {directory}: no such cache folder (nothing was created); check the path")
+        return directory, 2048 * 1024 * 1024
+    try:
+        loaded = load_pipeline(pipeline, overrides)
+    except ConfigError as exc:
+        if pipeline.exists():
+            raise
+        raise ConfigError(f"{exc}; name a pipeline file, or the cache folder with --dir DIR") from None
+    cfg = loaded.config.cache
+    return (loaded.resolve(cfg.dir) if cfg.enabled else None), cfg.size_limit_mb * 1024 * 1024
+
+
+def _open_cache_at(pipeline: Path, directory: Optional[Path], overrides: list[str]):
+    from .cache import TargetCache
+
+    folder, limit = _cache_location(pipeline, directory, overrides)
+    return TargetCache(folder, size_limit_bytes=limit)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.2f} MiB"
+
+
 @cache_app.command("info")
-def cache_info(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None) -> None:
-    """Where the cache is, how many targets it holds and how large it is."""
+def cache_info(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None, set_: SetOpt = None,
+               verbose: VerboseOpt = False) -> None:
+    """Where the cache is, how many targets it holds and how large it is (changes nothing on disk)."""
+    from .cache import read_info
+
+    _verbose(verbose)
 
     def body() -> None:
-        with _cache_for(pipeline, directory) as cache:
-            info = cache.info()
-        stdout.print(f"directory: {info.directory}\nentries: {info.entries}\nsize: {info.size_bytes / 1e6:.2f} MB "
-                     f"(limit {info.size_limit_bytes / 1e6:.0f} MB)\ndisk: {'on' if info.disk_enabled else 'off'}")
+        folder, limit = _cache_location(pipeline, directory, set_ or [])
+        if folder is None:
+            stdout.print("disk cache: off (cache.enabled is false)")
+            return
+        lines = [f"directory: {folder}"]
+        if not folder.is_dir():
+            lines.append("entries: 0 (not created yet: the first run creates it)")
+        else:
+            info = read_info(folder, limit)
+            if info.problem:
+                lines.append(f"database: unreadable ({info.problem}); the next run or `stylepipe cache check` moves it aside")
+            else:
+                lines.append(f"entries: {info.entries}")
+            lines.append(f"size: {_mib(info.size_bytes)}")
+        lines.append(f"limit: {limit / 2**20:.0f} MiB")
+        stdout.print("\n".join(lines))
 
     _guard(body)
 
 
 @cache_app.command("check")
-def cache_check(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None) -> None:
+def cache_check(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None, set_: SetOpt = None,
+                verbose: VerboseOpt = False) -> None:
     """Verify every entry's checksum and drop the corrupt ones (they are recomputed when needed)."""
+    _verbose(verbose)
 
     def body() -> None:
-        with _cache_for(pipeline, directory) as cache:
+        with _open_cache_at(pipeline, directory, set_ or []) as cache:
             result = cache.check()
         stdout.print(f"checked {result.checked} entr{'y' if result.checked == 1 else 'ies'}, dropped {len(result.dropped)} corrupt")
 
@@ -312,11 +419,13 @@ def cache_check(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheD
 
 
 @cache_app.command("clear")
-def cache_clear(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None) -> None:
+def cache_clear(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None, set_: SetOpt = None,
+                verbose: VerboseOpt = False) -> None:
     """Remove every cached style target."""
+    _verbose(verbose)
 
     def body() -> None:
-        with _cache_for(pipeline, directory) as cache:
+        with _open_cache_at(pipeline, directory, set_ or []) as cache:
             removed = cache.clear()
         stdout.print(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
 
@@ -324,9 +433,12 @@ def cache_clear(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheD
 
 
 @plugins_app.command("list")
-def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also load this pipeline's plugin folders")] = None) -> None:
+def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also load this pipeline's plugin folders")] = None,
+                 set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Every loss term and style source, with where it came from."""
     from .registry import LOSSES, STYLE_SOURCES, register_builtins
+
+    _verbose(verbose)
 
     def body() -> None:
         register_builtins()
@@ -334,7 +446,7 @@ def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also l
             from .config import load_pipeline
             from .plan import load_plugins
 
-            load_plugins(load_pipeline(pipeline))
+            load_plugins(load_pipeline(pipeline, set_ or []))
         table = Table(box=None, pad_edge=False)
         for column in ("kind", "name", "origin"):
             table.add_column(column, overflow="fold")
@@ -348,20 +460,14 @@ def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also l
 
 
 @app.command()
-def networks() -> None:
+def networks(verbose: VerboseOpt = False) -> None:
     """The networks stylepipe knows and whether their weights are available here."""
-    from .network import NETWORKS, gatys_weights_path
+    from .network import NETWORKS, weights_availability
 
+    _verbose(verbose)
     for name, description in NETWORKS.items():
-        status = ""
-        if name == "vgg19-gatys":
-            try:
-                status = f"weights: {gatys_weights_path()}"
-            except StylepipeError as exc:
-                status = f"unavailable: {exc}"
-        else:
-            status = "weights: downloaded by torchvision, or network.weights"
-        stdout.print(f"{name}: {description}\n    {status}")
+        available, where = weights_availability(name)
+        stdout.print(f"{name}: {description}\n    weights: {'available' if available else 'NOT available'} — {where}")
 
 
 def main() -> None:

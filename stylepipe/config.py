@@ -7,7 +7,10 @@ parameters are validated against the plugin's model when the plan is built (same
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+import re
+import typing
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .losses import ContentParams, StyleParams, TVParams
 from .network import NETWORKS
+from .suggest import did_you_mean
 
 Loc = tuple[str | int, ...]
 
@@ -39,9 +43,16 @@ class SizeConfig(Strict):
         return self
 
 
+#: Output names when `output.pattern` is not set: per mode, since a reconstruction sweep makes
+#: one picture per layer of one input.
+DEFAULT_PATTERN = "{content}__{style}.{ext}"
+RECONSTRUCT_PATTERN = "{input}__{mode}__{layers}.{ext}"
+_FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
+
+
 class OutputConfig(Strict):
     dir: str = "outputs"
-    pattern: str = Field("{content}__{style}.{ext}", description="fields: {content} {style} {mode} {ext} {index}")
+    pattern: str | None = Field(None, description="fields: {content} {style} {mode} {ext} {index} {input} {layers}")
     format: Literal["jpg", "png", "webp"] = "jpg"
     quality: int = Field(92, ge=1, le=100)
     html: bool = Field(True, description="write report.html, a gallery page, beside report.json")
@@ -49,9 +60,18 @@ class OutputConfig(Strict):
 
     @field_validator("pattern")
     @classmethod
-    def _pattern_stays_inside(cls, value: str) -> str:
-        if value.startswith(("/", "\\", "~")) or ".." in Path(value).parts:
+    def _pattern_stays_inside(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith(("/", "\\", "~")) or ".." in Path(value).parts):
             raise ValueError("the pattern must be a relative path inside output.dir (no '..', no leading '/')")
+        return value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_alias(cls, value: Any) -> Any:
+        """`jpeg` and `JPG` mean `jpg`: users write the format as their files are named."""
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return _FORMAT_ALIASES.get(value, value)
         return value
 
 
@@ -146,14 +166,47 @@ class StyleEntry(BaseModel):
     source: str = "image"
     name: str | None = Field(None, description="label used for {style} in output names")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_means_tiled(cls, data: Any) -> Any:
+        """`grid` on an `image` style (written or implied) makes it `tiled`: one rule, no surprise."""
+        if isinstance(data, dict) and "grid" in data and data.get("source", "image") == "image":
+            return {**data, "source": "tiled"}
+        return data
+
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+#: The paper's Figure 1: content from each of these layers alone, style from growing prefixes.
+SWEEP_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+
+class ReconstructConfig(Strict):
+    """What `mode: reconstruct` rebuilds from noise, one picture per layer (or layer prefix)."""
+
+    side: Literal["content", "style", "both"] = Field("content", description="content photos, style pictures, or both")
+    layers: list[str] = Field(default_factory=lambda: list(SWEEP_LAYERS),
+                              description="content: one picture per layer; style: one per prefix (l1, l1+l2, …)")
+
+    @field_validator("layers")
+    @classmethod
+    def _known_layers(cls, value: list[str]) -> list[str]:
+        from .network import check_layers
+
+        if not value:
+            raise ValueError("at least one layer is needed")
+        try:
+            check_layers(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class PipelineConfig(Strict):
     version: Literal[1] = 1
     mode: Literal["transfer", "palette", "reconstruct"] = "transfer"
-    reconstruct: Literal["content", "style"] = Field("content", description="what mode: reconstruct rebuilds")
+    reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig, description="what mode: reconstruct rebuilds")
     content: list[str] = Field(default_factory=list, description="files, folders or globs")
     styles: list[StyleEntry] = Field(default_factory=list)
     size: SizeConfig = Field(default_factory=SizeConfig)
@@ -183,10 +236,24 @@ class PipelineConfig(Strict):
             return [{"source": "image", "path": item} if isinstance(item, str) else item for item in value]
         return value
 
+    @field_validator("reconstruct", mode="before")
+    @classmethod
+    def _reconstruct_shorthand(cls, value: Any) -> Any:
+        return {"side": value} if isinstance(value, str) else value
+
+    @property
+    def uses_content(self) -> bool:
+        """Whether this mode reads the content photos."""
+        return self.mode == "transfer" or (self.mode == "reconstruct" and self.reconstruct.side != "style")
+
+    @property
+    def uses_styles(self) -> bool:
+        """Whether this mode reads the style pictures."""
+        return self.mode != "reconstruct" or self.reconstruct.side != "content"
+
     @model_validator(mode="after")
     def _inputs_for_mode(self) -> PipelineConfig:
-        needs_content = self.mode == "transfer" or (self.mode == "reconstruct" and self.reconstruct == "content")
-        needs_styles = self.mode in ("transfer", "palette") or (self.mode == "reconstruct" and self.reconstruct == "style")
+        needs_content, needs_styles = self.uses_content, self.uses_styles
         if needs_content and not self.content:
             raise ValueError(f"mode {self.mode} needs `content:` (files, folders or globs)")
         if needs_styles and not self.styles:
@@ -242,14 +309,94 @@ def config_error(source_map: SourceMap, loc: Loc, message: str, *, at_key: bool 
     return ConfigError(f"{source_map.locate(loc, at_key=at_key)}: {format_loc(loc)}: {message}")
 
 
-def validation_error(source_map: SourceMap, exc: ValidationError, prefix: Loc = ()) -> ConfigError:
-    """Turn pydantic's errors into one line each, pointing at the YAML."""
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `Model`, `list[Model]` or `Model | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _keys_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys a mapping at `loc` (inside `model`) may hold: what a misspelt key is compared to."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = current.model_fields.get(str(part)) if current is not None else None
+        current = _model_in(info.annotation) if info is not None else None
+        if current is None:
+            return []
+    return list(current.model_fields) if current is not None else []
+
+
+def _hint(err: Mapping[str, Any], model: type[BaseModel] | None) -> str:
+    """A did-you-mean for a misspelt key (extra_forbidden) or value (literal_error)."""
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden" and model is not None and loc:
+        return did_you_mean(str(loc[-1]), _keys_at(model, loc[:-1]))
+    if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+        return did_you_mean(err["input"], re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
+    return ""
+
+
+def validation_error(source_map: SourceMap, exc: ValidationError, prefix: Loc = (),
+                     model: type[BaseModel] | None = None) -> ConfigError:
+    """Turn pydantic's errors into one line each, pointing at the YAML, with did-you-mean hints."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = prefix + tuple(err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
+        message = err["msg"].removeprefix("Value error, ") + _hint(err, model)
         lines.append(str(config_error(source_map, loc, message, at_key=err["type"] == "extra_forbidden")))
     return ConfigError("\n".join(lines))
+
+
+_POSITION = re.compile(r"^[^\n]*?:(\d+):(\d+): ")
+
+
+def _position(line: str) -> tuple[int, int, int]:
+    """Sort key of an error line: `--set` ones first, then by file line and column, then the rest."""
+    if line.startswith("--set"):
+        return (0, 0, 0)
+    match = _POSITION.match(line)
+    return (1, int(match[1]), int(match[2])) if match else (2, 0, 0)
+
+
+class ErrorCollector:
+    """Gathers ConfigErrors so that one `validate` reports every mistake of a file at once."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, exc: ConfigError) -> None:
+        for line in str(exc).splitlines():
+            if line not in self.lines:
+                self.lines.append(line)
+
+    @contextlib.contextmanager
+    def check(self) -> Iterator[None]:
+        """Run a check; its ConfigError is recorded and the caller goes on with the next one."""
+        try:
+            yield
+        except ConfigError as exc:
+            self.add(exc)
+
+    def raise_if_any(self) -> None:
+        """One ConfigError with every recorded line, in file order."""
+        if self.lines:
+            raise ConfigError("\n".join(sorted(self.lines, key=_position)))
+
+
+class SchemaError(ConfigError):
+    """The file breaks the schema. `partial` is the file with its broken sections dropped (when
+    that validates), so that deeper checks (files, style entries) can report in the same round."""
+
+    def __init__(self, message: str, partial: LoadedPipeline | None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -277,24 +424,57 @@ class LoadedPipeline:
 
 
 def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """`--set optimize.steps=50` → (["optimize", "steps"], 50); values are YAML scalars/lists."""
+    """`--set optimize.steps=50` → (["optimize", "steps"], 50); values are YAML, and a value
+    that is not valid YAML (`{mode}/{content}.{ext}`) is taken as the string it is."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set optimize.steps=50")
     parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: value is not valid YAML ({exc.problem})") from exc
+    except yaml.YAMLError:
+        parsed = value
     return parts, parsed
 
 
+#: Keys whose values are paths (`*` is any list index or key). Paths in the file are relative to
+#: the file; paths given on the command line (`--set`, like `-o`) to the working directory.
+PATH_KEYS = ("content", "content.*", "plugins", "plugins.*", "styles.*", "styles.*.path", "styles.*.styles.*.path",
+             "output.dir", "cache.dir", "network.weights", "optimize.init")
+_NOT_PATHS = {"optimize.init": {"content", "noise"}}
+_ONE_OR_MANY = ("content", "styles", "plugins")  # a string stands for a list of one
+
+
+def command_line_paths(parts: Sequence[str | int], value: Any, cwd: Path) -> Any:
+    """Path values of a `--set` made absolute against the working directory (one rule for the
+    whole command line); other values, and paths already absolute, are returned unchanged."""
+    if isinstance(value, dict):
+        return {k: command_line_paths([*parts, k], v, cwd) for k, v in value.items()}
+    if isinstance(value, list):
+        return [command_line_paths([*parts, i], v, cwd) for i, v in enumerate(value)]
+    key = [str(part) for part in parts]
+    is_path = any(_matches(key, pattern.split(".")) for pattern in PATH_KEYS)
+    if not isinstance(value, str) or not is_path or value in _NOT_PATHS.get(".".join(key), ()):
+        return value
+    path = Path(value).expanduser()
+    return value if path.is_absolute() else str(cwd / path)
+
+
+def _matches(key: Sequence[str], pattern: Sequence[str]) -> bool:
+    return len(key) == len(pattern) and all(p in ("*", k) for k, p in zip(key, pattern))
+
+
 def apply_override(raw: dict[str, Any], parts: Sequence[str | int], value: Any) -> None:
-    """Set a dotted key in the raw YAML mapping, creating mappings on the way."""
+    """Set a dotted key in the raw YAML mapping, creating mappings on the way; a shorthand style
+    entry (a bare path) grows into `{path: …}` when a key is set inside it."""
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         nxt = node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else (
             node.get(part) if isinstance(node, dict) else None)
+        if isinstance(nxt, str) and i == 0 and part in _ONE_OR_MANY:
+            nxt = node[part] = [nxt]
+        if isinstance(nxt, str) and i == 1 and parts[0] == "styles":
+            nxt = node[part] = {"path": nxt}
         if nxt is None:
             if isinstance(node, list):
                 raise ConfigError(f"--set {format_loc(parts)}: index {part} is past the end of the list")
@@ -306,6 +486,8 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str | int], value: Any) 
     if isinstance(node, list):
         if not isinstance(last, int) or last >= len(node):
             raise ConfigError(f"--set {format_loc(parts)}: no such list item")
+    if not isinstance(node, (dict, list)):
+        raise ConfigError(f"--set {format_loc(parts)}: {format_loc(parts[:-1])} is not a mapping")
     node[last] = value
 
 
@@ -332,14 +514,28 @@ def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> LoadedPipe
     overridden = []
     for text_override in overrides:
         parts, value = parse_override(text_override)
-        apply_override(raw, parts, value)
+        apply_override(raw, parts, command_line_paths(parts, value, Path.cwd()))
         overridden.append(format_loc(parts))
     source_map = SourceMap(str(path), root, frozenset(overridden))
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        raise validation_error(source_map, exc) from None
+        partial = _without_broken_sections(raw, exc)
+        loaded = LoadedPipeline(partial, path.resolve(), source_map, raw) if partial is not None else None
+        raise SchemaError(str(validation_error(source_map, exc, model=PipelineConfig)), loaded) from None
     return LoadedPipeline(config, path.resolve(), source_map, raw)
+
+
+def _without_broken_sections(raw: Mapping[str, Any], exc: ValidationError) -> PipelineConfig | None:
+    """The config with every top-level section that has an error left at its default, if that
+    validates: what the deeper checks can still look at in the same round."""
+    broken = {err["loc"][0] for err in exc.errors() if err["loc"]}
+    if any(not err["loc"] for err in exc.errors()):
+        return None  # a cross-section rule failed: no section alone is to blame
+    try:
+        return PipelineConfig.model_validate({key: value for key, value in raw.items() if key not in broken})
+    except ValidationError:
+        return None
 
 
 def validate_model(model: type[BaseModel], data: Mapping[str, Any], source_map: SourceMap, loc: Loc) -> BaseModel:
@@ -347,4 +543,4 @@ def validate_model(model: type[BaseModel], data: Mapping[str, Any], source_map: 
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        raise validation_error(source_map, exc, prefix=loc) from None
+        raise validation_error(source_map, exc, prefix=loc, model=model) from None

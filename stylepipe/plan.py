@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import LoadedPipeline, PipelineConfig, PyramidConfig, validate_model
+from .config import (
+    DEFAULT_PATTERN,
+    RECONSTRUCT_PATTERN,
+    ErrorCollector,
+    LoadedPipeline,
+    PipelineConfig,
+    PyramidConfig,
+    validate_model,
+)
 from .defaults import defaults_for
 from .errors import ConfigError, InputError
 from .device import planned_precision
@@ -28,6 +36,7 @@ from .losses import LossTerm
 from .optimize import OptimizeSettings, Pyramid
 from .registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_builtins
 from .styles import StyleContext, StyleSource
+from .sweep import SweepStep, sweep_steps, union_terms
 from .targets import StyleSizing
 
 #: Bump when a change to the algorithm should invalidate every finished output.
@@ -74,6 +83,7 @@ class Job:
     fingerprint: str | None
     error: str | None = None  # set when a fingerprint could not be taken (unreadable input)
     content_sha: str | None = None  # the content bytes the fingerprint covers; decoding checks it
+    sweep: SweepStep | None = None  # reconstruct mode: the layers this picture is rebuilt from
 
     @property
     def content_label(self) -> str:
@@ -82,6 +92,21 @@ class Job:
     @property
     def style_label(self) -> str:
         return self.style.label if self.style else "-"
+
+    @property
+    def content_ref(self) -> str | None:
+        """The content file for reports: null when the job has none (palette, style sweeps)."""
+        return str(self.content) if self.content else None
+
+    @property
+    def style_ref(self) -> str | None:
+        """The style label for reports: null when the job has none (content reconstructions)."""
+        return self.style.label if self.style else None
+
+    @property
+    def layers(self) -> str | None:
+        """The sweep layers for reports (`conv1_1+conv2_1`), null outside reconstruct mode."""
+        return self.sweep.label if self.sweep else None
 
 
 @dataclass(frozen=True)
@@ -107,6 +132,7 @@ class Plan:
     done: list[Job] = field(default_factory=list)
     output_dir: Path = Path("outputs")
     rejected: list[Rejected] = field(default_factory=list)  # files found but not styled, with the reason
+    warnings: list[str] = field(default_factory=list)  # settings the mode ignores
 
     @property
     def todo(self) -> list[Job]:
@@ -183,78 +209,132 @@ def skip_reason(path: Path) -> str | None:
     return None
 
 
-def expand_inputs(pipeline: LoadedPipeline, entries: Iterable[str], key: str, rejected: list[Rejected] | None = None) -> list[Path]:
-    """Every entry expanded, in order, each picture once."""
+def expand_inputs(pipeline: LoadedPipeline, entries: Iterable[str], key: str, errors: ErrorCollector | None = None,
+                  rejected: list[Rejected] | None = None) -> list[Path]:
+    """Every entry expanded, in order, each picture once; with `errors`, every bad entry is
+    recorded there (and skipped) instead of stopping at the first; files found but not styled go to
+    `rejected` with their reason."""
+    errors = errors or ErrorCollector()
     found: list[Path] = []
     for i, entry in enumerate(entries):
-        found.extend(expand_entry(pipeline, entry, (key, i), rejected))
+        with errors.check():
+            found.extend(expand_entry(pipeline, entry, (key, i), rejected))
+    if errors.lines and not found:
+        errors.raise_if_any()
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
-def build_terms(pipeline: LoadedPipeline) -> list[LossTerm]:
+def build_terms(pipeline: LoadedPipeline, errors: ErrorCollector | None = None) -> list[LossTerm]:
     """The active loss terms for the mode, built-ins first, then plugins from `losses.extra`."""
     cfg = pipeline.config
+    errors = errors or ErrorCollector()
     terms: list[LossTerm] = [
         LOSSES.get("content")(cfg.losses.content),
         LOSSES.get("style")(cfg.losses.style),
         LOSSES.get("tv")(cfg.losses.tv),
     ]
     for i, extra in enumerate(cfg.losses.extra):
-        try:
-            factory = LOSSES.get(extra.name)
-        except ConfigError as exc:
-            raise pipeline.error(("losses", "extra", i, "name"), str(exc)) from None
-        params = validate_model(factory.Params, extra.model_extra or {}, pipeline.source_map, ("losses", "extra", i))
-        terms.append(factory(params))
+        with errors.check():
+            try:
+                factory = LOSSES.get(extra.name)
+            except ConfigError as exc:
+                raise pipeline.error(("losses", "extra", i, "name"), str(exc)) from None
+            params = validate_model(factory.Params, extra.model_extra or {}, pipeline.source_map, ("losses", "extra", i))
+            terms.append(factory(params))
     names = [t.name for t in terms]
     if len(set(names)) != len(names):
-        raise pipeline.error(("losses", "extra"), "each loss term may appear once")
+        errors.add(pipeline.error(("losses", "extra"), "each loss term may appear once"))
+    if cfg.mode == "reconstruct":
+        return _sweep_union(cfg, [t for t in terms if t.side == "image" and t.weight > 0])
     return [t for t in terms if t.weight > 0 and _active(t, cfg)]
 
 
 def _active(term: LossTerm, cfg: PipelineConfig) -> bool:
-    """Which sides a mode uses: palette and style reconstruction have no content, and vice versa."""
-    if cfg.mode == "transfer":
-        return True
-    style_only = cfg.mode == "palette" or cfg.reconstruct == "style"
-    return term.side != ("content" if style_only else "style")
+    """Which sides a mode uses: a palette has no content side."""
+    return cfg.mode == "transfer" or term.side != "content"
 
 
-def _uses(terms: list[LossTerm], side: str) -> bool:
-    return any(term.side == side for term in terms)
+def _sweep_sides(cfg: PipelineConfig) -> list[str]:
+    side = cfg.reconstruct.side
+    return ["content", "style"] if side == "both" else [side]
 
 
-def build_styles(pipeline: LoadedPipeline, context: StyleContext, rejected: list[Rejected] | None = None) -> list[StyleSource]:
-    """One StyleSource per style (a folder or glob in an `image` entry gives one per picture)."""
+def _sweep_union(cfg: PipelineConfig, image_terms: list[LossTerm]) -> list[LossTerm]:
+    weights = {"content": cfg.losses.content.weight or 1.0, "style": cfg.losses.style.weight or 1.0}
+    return union_terms(_sweep_sides(cfg), cfg.reconstruct.layers, weights, image_terms)  # type: ignore[arg-type]
+
+
+def sweep_for(plan_terms: list[LossTerm], cfg: PipelineConfig) -> dict[str, list[SweepStep]]:
+    """Reconstruct mode: each side's steps, with the plan's weights and image terms."""
+    image_terms = [t for t in plan_terms if t.side == "image"]
+    weights = {t.side: t.weight for t in plan_terms if t.side != "image"}
+    return {side: sweep_steps(side, cfg.reconstruct.layers, weights[side], image_terms)  # type: ignore[arg-type]
+            for side in _sweep_sides(cfg)}
+
+
+def mode_warnings(pipeline: LoadedPipeline) -> list[str]:
+    """Settings the mode ignores, said once rather than silently dropped."""
+    cfg = pipeline.config
+    warnings = []
+    if cfg.mode != "transfer" and cfg.content and not cfg.uses_content:
+        warnings.append(f"{pipeline.source_map.locate(('content',))}: `content:` is not used by mode {cfg.mode}"
+                        + (" with reconstruct.side style" if cfg.mode == "reconstruct" else ""))
+    if cfg.mode != "transfer" and cfg.optimize.init == "content" and "init" in cfg.optimize.model_fields_set:
+        warnings.append(f"{pipeline.source_map.locate(('optimize', 'init'))}: optimize.init: content is ignored; "
+                        f"mode {cfg.mode} starts from noise")
+    return warnings
+
+
+def build_styles(pipeline: LoadedPipeline, context: StyleContext, errors: ErrorCollector | None = None,
+                 rejected: list[Rejected] | None = None) -> list[StyleSource]:
+    """One StyleSource per style (a folder or glob in an `image` entry gives one per picture);
+    with `errors`, every bad entry is recorded there instead of stopping at the first."""
+    errors = errors or ErrorCollector()
     sources: list[StyleSource] = []
     for i, entry in enumerate(pipeline.config.styles):
-        loc = ("styles", i)
-        try:
-            factory = STYLE_SOURCES.get(entry.source)
-        except ConfigError as exc:
-            raise pipeline.error(loc + ("source",), str(exc)) from None
-        raw = entry.params()
+        with errors.check():
+            sources.extend(_style_entry(pipeline, context, entry, ("styles", i), rejected))
+    labels = [s.label for s in sources]
+    dupes = sorted({label for label in labels if labels.count(label) > 1})
+    if dupes:
+        errors.add(pipeline.error(("styles",), f"two styles share the label {dupes[0]!r}; give one a `name:`"))
+    if errors.lines and not sources:
+        errors.raise_if_any()
+    return sources
+
+
+def _style_entry(pipeline: LoadedPipeline, context: StyleContext, entry: Any, loc: tuple,
+                 rejected: list[Rejected] | None = None) -> list[StyleSource]:
+    """The sources of one `styles:` entry: its parameters and its files both checked, so that an
+    entry with a misspelt key and a missing file reports both."""
+    try:
+        factory = STYLE_SOURCES.get(entry.source)
+    except ConfigError as exc:
+        raise pipeline.error(loc + ("source",), str(exc)) from None
+    errors = ErrorCollector()
+    raw = entry.params()
+    with errors.check():
+        validate_model(factory.Params, raw, pipeline.source_map, loc)
+    variants: list[dict[str, Any]] = []
+    with errors.check():
         if factory.name == "image" and isinstance(raw.get("path"), str):
             paths = expand_entry(pipeline, raw["path"], loc + ("path",), rejected)  # folders/globs allowed
             variants = [{**raw, "path": str(p)} for p in paths]
         else:
             variants = [raw]
-        for params_raw in variants:
-            params = validate_model(factory.Params, params_raw, pipeline.source_map, loc)
-            label = entry.name if len(variants) == 1 else None
-            source = factory(params, context, label)
-            try:
-                files = source.files()
-            except ConfigError as exc:
-                raise pipeline.error(loc, str(exc)) from None
-            for path in files:
-                if not path.is_file():
-                    raise pipeline.error(loc, f"style file not found: {path}")
-            sources.append(source)
-    labels = [s.label for s in sources]
-    dupes = sorted({label for label in labels if labels.count(label) > 1})
-    if dupes:
-        raise pipeline.error(("styles",), f"two styles share the label {dupes[0]!r}; give one a `name:`")
+    errors.raise_if_any()
+    sources: list[StyleSource] = []
+    for params_raw in variants:
+        params = validate_model(factory.Params, params_raw, pipeline.source_map, loc)
+        source = factory(params, context, entry.name if len(variants) == 1 else None)
+        try:
+            files = source.files()
+        except ConfigError as exc:
+            raise pipeline.error(loc, str(exc)) from None
+        for path in files:
+            if not path.is_file():
+                raise pipeline.error(loc, f"style file not found: {path}")
+        sources.append(source)
     return sources
 
 
@@ -285,15 +365,21 @@ def sidecar_path(out_dir: Path, output: Path) -> Path:
     return out_dir.resolve() / SIDECAR_DIR / (str(output.relative_to(out_dir.resolve())) + ".json")
 
 
+def read_sidecar(out_dir: Path, job: Job) -> dict[str, Any] | None:
+    """What the sidecar of a job's output recorded (its hash, its losses), if it is readable."""
+    try:
+        recorded = json.loads(sidecar_path(out_dir, job.output).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
 def is_done(out_dir: Path, job: Job) -> bool:
     """An output counts as done when it exists and its sidecar holds this job's hash."""
     if job.fingerprint is None or not job.output.is_file():
         return False
-    try:
-        recorded = json.loads(sidecar_path(out_dir, job.output).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(recorded, dict) and recorded.get("fingerprint") == job.fingerprint
+    recorded = read_sidecar(out_dir, job)
+    return recorded is not None and recorded.get("fingerprint") == job.fingerprint
 
 
 def _settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleSizing, init_sha: str | None) -> dict[str, Any]:
@@ -311,14 +397,18 @@ def _settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: Style
     }
 
 
-def job_fingerprint(content_sha: str | None, style: StyleSource | None, settings_digest: dict[str, Any], weights_id: str) -> str:
-    """Hash of everything that made an output: inputs' bytes, style, settings, network."""
+def job_fingerprint(content_sha: str | None, style: StyleSource | None, settings_digest: dict[str, Any], weights_id: str,
+                    sweep: dict[str, Any] | None = None) -> str:
+    """Hash of everything that made an output: inputs' bytes, style, settings, network (and
+    in reconstruct mode the layers it was rebuilt from)."""
     payload = {
         "content": content_sha,
         "style": style.fingerprint() if style else None,
         "settings": settings_digest,
         "weights": weights_id,
     }
+    if sweep is not None:
+        payload["sweep"] = sweep
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -345,7 +435,7 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         init = "noise"  # nothing to start from but noise when reconstructing or painting a palette
     defaults = defaults_for(cfg.mode)
     return RunSettings(
-        mode=cfg.mode if cfg.mode != "reconstruct" else f"reconstruct-{cfg.reconstruct}",
+        mode=cfg.mode if cfg.mode != "reconstruct" else f"reconstruct-{cfg.reconstruct.side}",
         size_max_side=cfg.size.max_side,
         size_max_pixels=cfg.size.max_pixels,
         optimize=OptimizeSettings(cfg.optimize.optimizer, cfg.optimize.steps or defaults.steps, cfg.optimize.lr),
@@ -426,54 +516,92 @@ class FileHasher:
         return self._hashes[path]
 
 
-def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False, output_dir: Path | None = None) -> Plan:
-    """Expand the pipeline into jobs, name their outputs, and mark the ones already done."""
+def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False, output_dir: Path | None = None,
+               errors: ErrorCollector | None = None) -> Plan:
+    """Expand the pipeline into jobs, name their outputs, and mark the ones already done.
+
+    Every independent check runs even after one fails, so that one ConfigError lists every
+    mistake of the file (plus those already in `errors`, from the schema).
+    """
     cfg = pipeline.config
-    load_plugins(pipeline)
-    terms = build_terms(pipeline)
+    errors = errors or ErrorCollector()
+    with errors.check():
+        load_plugins(pipeline)
+    terms = build_terms(pipeline, errors)
     if not any(term.side != "image" for term in terms):  # a smoothness term alone paints flat grey
-        raise pipeline.error(("losses",), f"no content or style term is active in mode {cfg.mode}; give one a weight above 0")
-    settings = run_settings(pipeline)
+        errors.add(pipeline.error(("losses",), f"no content or style term is active in mode {cfg.mode}; "
+                                  "give one a weight above 0"))
+    settings = None
+    with errors.check():
+        settings = run_settings(pipeline)
     sizing = style_sizing(cfg)
     sha = FileHasher()
-    context = StyleContext(pipeline.base_dir, PictureLoader(settings.max_input_pixels, fit=(sizing.max_side, sizing.max_pixels)), sha)
-    uses_content = _uses(terms, "content") or (cfg.mode == "transfer")
-    uses_style = _uses(terms, "style") or cfg.mode in ("transfer", "palette")
+    context = StyleContext(pipeline.base_dir, PictureLoader(cfg.limits.max_input_pixels, fit=(sizing.max_side, sizing.max_pixels)), sha)
     rejected: list[Rejected] = []
-    contents: list[Path | None] = expand_inputs(pipeline, cfg.content, "content", rejected) if uses_content else [None]
-    styles: list[StyleSource | None] = build_styles(pipeline, context, rejected) if uses_style else [None]
+    contents: list[Path | None] = [None]
+    styles: list[StyleSource | None] = [None]
+    with errors.check():
+        contents = list(expand_inputs(pipeline, cfg.content, "content", errors, rejected)) if cfg.uses_content else [None]
+    with errors.check():
+        styles = list(build_styles(pipeline, context, errors, rejected)) if cfg.uses_styles else [None]
+    errors.raise_if_any()
+    assert settings is not None
     init_sha = sha(settings.init_path) if settings.init_path else None
     digest = _settings_digest(settings, terms, sizing, init_sha)
     out_dir = (output_dir or pipeline.resolve(cfg.output.dir)).resolve()
+    pattern = cfg.output.pattern or (RECONSTRUCT_PATTERN if cfg.mode == "reconstruct" else DEFAULT_PATTERN)
     jobs: list[Job] = []
     seen: dict[Path, Job] = {}
-    for content in contents:
-        for style in styles:
-            index = len(jobs)
-            fields = {
-                "content": content.stem if content else "palette",
-                "style": style.label if style else "content",
-                "mode": settings.mode,
-                "ext": cfg.output.format,
-                "index": f"{index:05d}",
-            }
-            try:
-                output = output_path(out_dir, cfg.output.pattern, fields)
-            except ConfigError as exc:
-                raise pipeline.error(("output", "pattern"), str(exc).removeprefix("output.pattern ")) from None
-            if output in seen:
-                other = seen[output]
-                raise pipeline.error(("output", "pattern"), f"{other.content_label} and {content} would both write {output.name}; add {{index}} or rename")
-            content_sha = None
-            try:
-                content_sha = sha(content) if content else None
-                fingerprint, error = job_fingerprint(content_sha, style, digest, weights_id), None
-            except InputError as exc:
-                fingerprint, error = None, str(exc)
-            job = Job(index, content, style, output, fingerprint, error, content_sha)
-            seen[output] = job
-            jobs.append(job)
-    plan = Plan(pipeline, settings, terms, sizing, jobs, output_dir=out_dir, rejected=rejected)
+    for content, style, step in _pairs(cfg, terms, contents, styles):
+        index = len(jobs)
+        fields = {
+            "content": content.stem if content else "palette",
+            "style": style.label if style else "content",
+            "mode": f"reconstruct-{step.side}" if step else settings.mode,
+            "ext": cfg.output.format,
+            "index": f"{index:05d}",
+            "input": content.stem if content else (style.label if style else ""),
+            "layers": step.label if step else "all",
+        }
+        try:
+            output = output_path(out_dir, pattern, fields)
+        except ConfigError as exc:
+            raise pipeline.error(("output", "pattern"), str(exc).removeprefix("output.pattern ")) from None
+        if output in seen:
+            raise pipeline.error(("output", "pattern"), f"{_describe(seen[output])} and {_describe(content, style, step)} "
+                                 f"would both write {output.name}; add the field that tells them apart, or {{index}}")
+        content_sha = None
+        try:
+            content_sha = sha(content) if content else None
+            sweep = {"side": step.side, "layers": list(step.layers)} if step else None
+            fingerprint, error = job_fingerprint(content_sha, style, digest, weights_id, sweep), None
+        except InputError as exc:
+            fingerprint, error = None, str(exc)
+        job = Job(index, content, style, output, fingerprint, error, content_sha=content_sha, sweep=step)
+        seen[output] = job
+        jobs.append(job)
+    plan = Plan(pipeline, settings, terms, sizing, jobs, output_dir=out_dir, warnings=mode_warnings(pipeline),
+                rejected=rejected)
     if not force:
         plan.done = [job for job in jobs if is_done(out_dir, job)]
     return plan
+
+
+def _describe(first: Job | Path | None, style: StyleSource | None = None, step: SweepStep | None = None) -> str:
+    """A job in words for error messages: `chelsea.jpg × scream`, `starry_night from conv1_1`."""
+    if isinstance(first, Job):
+        first, style, step = first.content, first.style, first.sweep
+    name = " × ".join(part for part in (str(first) if first else None, style.label if style else None) if part)
+    return f"{name} from {step.label}" if step else name
+
+
+def _pairs(cfg: PipelineConfig, terms: list[LossTerm], contents: list[Path | None],
+           styles: list[StyleSource | None]) -> list[tuple[Path | None, StyleSource | None, SweepStep | None]]:
+    """What each job makes: content × style, or in reconstruct mode each input × sweep step."""
+    if cfg.mode != "reconstruct":
+        return [(content, style, None) for content in contents for style in styles]
+    sweeps = sweep_for(terms, cfg)
+    pairs: list[tuple[Path | None, StyleSource | None, SweepStep | None]] = []
+    pairs += [(content, None, step) for content in contents if content for step in sweeps.get("content", [])]
+    pairs += [(None, style, step) for style in styles if style for step in sweeps.get("style", [])]
+    return pairs

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError, PluginError
+from .suggest import did_you_mean
 
 T = TypeVar("T")
 BUILTIN = "built-in"
@@ -92,7 +93,8 @@ class Registry(Generic[T]):
             return self._entries[name].factory
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "none"
-            raise ConfigError(f"unknown {self.kind} {name!r}; available: {known}") from None
+            hint = did_you_mean(name, self._entries)
+            raise ConfigError(f"unknown {self.kind} {name!r}{hint}; available: {known}") from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

@@ -27,8 +27,8 @@ REPORT_VERSION = 1
 class ItemReport:
     """What happened to one job."""
 
-    content: str
-    style: str
+    content: str | None  # null when the job has no content picture (palette, style reconstruction)
+    style: str | None  # null when the job has no style (content reconstruction)
     output: str | None
     status: Status
     error: str | None = None
@@ -38,6 +38,7 @@ class ItemReport:
     job: int = -1
     history: dict[str, list[float | None]] | None = None  # downsampled loss curve: step, total, each term
     note: str | None = None  # how the input was read, when a user should know (first frame of a GIF)
+    layers: str | None = None  # reconstruct mode: the layers the picture was rebuilt from
 
 
 @dataclass

@@ -13,14 +13,14 @@ from pathlib import Path
 import torch
 
 from .cache import TargetCache
-from .config import LoadedPipeline
+from .atomic import sweep_partials
+from .config import ErrorCollector, LoadedPipeline, SchemaError, load_pipeline
 from .device import resolve_device
-from .errors import EnvironmentProblem, StylepipeError
+from .errors import ConfigError, EnvironmentProblem, StylepipeError
 from .events import NullEvents, RunEvents
 from .executors import get_executor
 from .network import build_extractor, network_fingerprint, weights_id
-from .plan import Plan, build_plan
-from .atomic import sweep_partials
+from .plan import Job, Plan, build_plan, read_sidecar
 from .report import ItemReport, RunReport, key_settings, write_json_atomic
 from .schedule import RunBounds, RunLock, Shard
 from .styles import StyleSource
@@ -35,11 +35,32 @@ def open_cache(pipeline: LoadedPipeline) -> TargetCache:
     return TargetCache(directory, size_limit_bytes=cfg.size_limit_mb * 1024 * 1024)
 
 
-def make_plan(pipeline: LoadedPipeline, *, force: bool = False, output_dir: Path | None = None) -> Plan:
+def make_plan(pipeline: LoadedPipeline, *, force: bool = False, output_dir: Path | None = None,
+              errors: ErrorCollector | None = None) -> Plan:
     """The plan, with the network identity that resume hashes depend on."""
     settings = pipeline.config.network
     weights = weights_id(settings.name, pipeline.resolve(settings.weights) if settings.weights else None)
-    return build_plan(pipeline, weights_id=weights, force=force, output_dir=output_dir)
+    return build_plan(pipeline, weights_id=weights, force=force, output_dir=output_dir, errors=errors)
+
+
+def load_checked(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedPipeline:
+    """Load a pipeline file; when its schema is broken, also run the plan's checks (files, style
+    entries, plugins) on the sections that are fine, so that one error lists every mistake."""
+    try:
+        return load_pipeline(path, overrides)
+    except SchemaError as exc:
+        if exc.partial is None:
+            raise
+        errors = ErrorCollector()
+        errors.add(exc)
+        try:
+            make_plan(exc.partial, errors=errors)
+        except ConfigError as deeper:
+            errors.add(deeper)
+        except StylepipeError:
+            pass  # an environment problem is not the file's mistake: the schema errors come first
+        errors.raise_if_any()
+        raise
 
 
 def style_pictures(jobs: list) -> dict[str, list[str]]:
@@ -110,21 +131,29 @@ def run_pipeline(
     report.rejected = [{"path": str(r.path), "reason": r.reason} for r in plan.rejected]
     for rejected in plan.rejected:
         events.warning(f"not styled: {rejected}")
-    report.items += [
-        ItemReport(job.content_label, job.style_label, str(job.output), "skipped", job=job.index) for job in plan.done
-    ]
+    report.items += [skipped_item(plan, job) for job in plan.done]
+    report.warnings += plan.warnings
+    for message in plan.warnings:
+        events.warning(message)
     default_name = f"report.{shard.suffix}.json" if shard else "report.json"
     report_path = report_path or plan.output_dir / default_name
     with RunLock(plan.output_dir, shard):
         for leftover in sweep_partials(plan.output_dir):
             events.warning(f"removed {leftover}, a temp file left by a run that was killed")
-        events.planned(len(plan.jobs), len(plan.todo))
+        todo = select_jobs(plan.todo, bounds)
+        later = len(plan.todo) - len(todo)
+        if later:
+            events.warning(f"--max-jobs {bounds.max_jobs}: {later} job(s) left for a later run")
+        events.planned(len(plan.jobs) - later, len(todo))  # what this run will do, so progress counts that
         try:
-            if plan.todo:
-                _execute(plan, device, runner, report, events, bounds)
+            if todo:
+                _execute(plan, todo, device, runner, report, events, bounds)
+        except KeyboardInterrupt:
+            bounds.reason = bounds.reason or "interrupted (a second Ctrl-C)"
+            raise
         finally:
             finished = {item.job for item in report.items}
-            report.remaining = [{"content": job.content_label, "style": job.style_label, "output": str(job.output)}
+            report.remaining = [{"content": job.content_ref, "style": job.style_ref, "output": str(job.output)}
                                 for job in plan.todo if job.index not in finished]
             report.stopped = (bounds.reason or bounds.cut) if report.remaining else None
             report.seconds = time.perf_counter() - start
@@ -151,7 +180,24 @@ def _write_page(out_dir: Path, report_path: Path, default_name: str, events: Run
         events.warning(f"report page not written: {exc}")
 
 
-def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events: RunEvents, bounds: RunBounds) -> None:
+def skipped_item(plan: Plan, job: Job) -> ItemReport:
+    """An output already up to date, with the losses its sidecar recorded when it was made."""
+    recorded = read_sidecar(plan.output_dir, job) or {}
+    loss = recorded.get("loss") if isinstance(recorded.get("loss"), dict) else None
+    return ItemReport(job.content_ref, job.style_ref, str(job.output), "skipped", loss=loss, job=job.index, layers=job.layers)
+
+
+def select_jobs(todo: list[Job], bounds: RunBounds) -> list[Job]:
+    """The jobs this run will start: all, or under `--max-jobs K` exactly K of them (whole
+    styles first, so their targets are computed once)."""
+    if bounds.max_jobs is None or len(todo) <= bounds.max_jobs:
+        return todo
+    bounds.cut = f"--max-jobs {bounds.max_jobs} reached"
+    return sorted(todo, key=lambda j: (j.style_label, j.index))[: bounds.max_jobs]
+
+
+def _execute(plan: Plan, todo: list[Job], device: torch.device, runner, report: RunReport, events: RunEvents,
+             bounds: RunBounds) -> None:
     settings = plan.settings
     extractor = build_extractor(settings.network, settings.network_weights, settings.pooling, device)  # type: ignore[arg-type]
     config = plan.pipeline.config
@@ -164,7 +210,7 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
         store = TargetStore(cache, extractor, plan.terms, plan.sizing, device)
         try:
             if style_terms(plan.terms):
-                for source in distinct_styles(plan.todo):
+                for source in distinct_styles(todo):
                     hits = store.cache_hits
                     try:
                         targets = store.get(source)  # CPU tensors, as cached
@@ -176,11 +222,6 @@ def _execute(plan: Plan, device: torch.device, runner, report: RunReport, events
                     except Exception as exc:  # noqa: BLE001 - a plugin source's or the network's error: this style's jobs only
                         context.style_errors[source.label] = f"{type(exc).__name__}: {exc}"
                     events.targets(source.label, store.cache_hits > hits)
-            todo = plan.todo
-            if bounds.max_jobs is not None and len(todo) > bounds.max_jobs:
-                # exact even with batches: the executor never sees more than K jobs
-                todo = sorted(todo, key=lambda j: (j.style_label, j.index))[: bounds.max_jobs]
-                bounds.cut = f"--max-jobs {bounds.max_jobs} reached"
             jobs = {job.index: job for job in todo}
             for item in runner.run(todo, context, events):
                 report.items.append(item)  # recorded before anything else can interrupt

@@ -138,7 +138,8 @@ def _loss_summary(values: dict[str, list[float]], i: int) -> dict[str, float | N
 
 
 def _failed(job: Job, error: str) -> ItemReport:
-    return ItemReport(content=job.content_label, style=job.style_label, output=None, status="failed", error=error, job=job.index)
+    return ItemReport(content=job.content_ref, style=job.style_ref, output=None, status="failed", error=error, job=job.index,
+                      layers=job.layers)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -207,9 +208,10 @@ def run_prepared(prepared: PreparedBatch, ctx: WorkerContext, events: RunEvents 
     """
     events = events or NullEvents()
     yield from prepared.failed
-    buckets: dict[tuple[str, tuple[int, int]], list[Ready]] = {}
+    buckets: dict[tuple, list[Ready]] = {}  # one style, one size, one set of terms
     for ready in prepared.ready:
-        buckets.setdefault((ready.job.style_label, ready.size), []).append(ready)
+        sweep = ready.job.sweep.key if ready.job.sweep else None
+        buckets.setdefault((ready.job.style_label, ready.size, sweep), []).append(ready)
     for bucket in buckets.values():
         queue = [bucket[i : i + ctx.batch_size] for i in range(0, len(bucket), ctx.batch_size)]
         while queue:
@@ -246,13 +248,14 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     has_content = chunk[0].content is not None
     content = torch.stack([r.content for r in chunk]).to(ctx.device) if has_content else None
     style = ctx.style_targets.get(first.style_label, {}) if first.style else {}
+    terms = list(first.sweep.terms) if first.sweep else ctx.terms  # a reconstruction sweep step has its own
 
     history = LossHistory(settings.optimize.steps, {term.name: term.weight for term in ctx.terms})
 
     def objective_at(size: tuple[int, int]) -> Objective:
         scaled = resample(content, size) if content is not None else None
-        targets = content_targets(ctx.extractor, ctx.terms, scaled) if scaled is not None else {}
-        return RecordingObjective(ctx.extractor, ctx.terms, targets, style, history=history)
+        targets = content_targets(ctx.extractor, terms, scaled) if scaled is not None else {}
+        return RecordingObjective(ctx.extractor, terms, targets, style, history=history)
 
     init_picture = None
     if settings.init == "image" and settings.init_path is not None:
@@ -287,16 +290,16 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         try:
             exif = read_exif(job.content) if settings.keep_metadata and job.content else None
             save_image(final[i].cpu(), job.output, settings.output_format, settings.output_quality, exif)
-            record = {"fingerprint": job.fingerprint, "content": job.content_label, "style": job.style_label, "loss": losses,
+            record = {"fingerprint": job.fingerprint, "content": job.content_ref, "style": job.style_ref, "loss": losses,
                       "history": curves[i] if curves else None}
             write_json_atomic(record, sidecar_path(ctx.out_dir, job.output))
         except (OSError, ValueError) as exc:  # disk full, unwritable folder: this output only
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             items.append(_failed(job, f"{job.output}: cannot write ({cause})"))
             continue
-        items.append(ItemReport(job.content_label, job.style_label, str(job.output), "done", None,
+        items.append(ItemReport(job.content_ref, job.style_ref, str(job.output), "done", None,
                                 round(seconds, 3), losses, result.steps, job.index, curves[i] if curves else None,
-                                ready.note))
+                                ready.note, job.layers))
     return items
 
 

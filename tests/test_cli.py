@@ -257,7 +257,8 @@ def test_run_vgg19_with_missing_local_weights_exit_3(project: Path) -> None:
     path = write(project, GOOD)
     result = invoke("run", path, "--set", "network.name=vgg19", "--set", "network.weights=nosuch.pth", *TINY)
     assert result.exit_code == 3, result.output
-    assert "weights file not found" in result.stderr and str(project / "nosuch.pth") in result.stderr
+    # a path given on the command line is relative to the working directory, like -o
+    assert "weights file not found" in result.stderr and str(Path.cwd() / "nosuch.pth") in result.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -279,10 +280,11 @@ def test_run_bad_config_exit_2_and_nothing_written(project: Path) -> None:
 
 def test_cache_commands_on_empty_and_populated_cache(tmp_path: Path) -> None:
     folder = tmp_path / "cache"
+    folder.mkdir()
 
     info = invoke("cache", "info", "--dir", folder)
     assert info.exit_code == 0, info.output
-    assert f"directory: {folder}" in info.stdout and "entries: 0" in info.stdout and "disk: on" in info.stdout
+    assert f"directory: {folder}" in info.stdout and "entries: 0" in info.stdout and "limit: 2048 MiB" in info.stdout
     assert invoke("cache", "check", "--dir", folder).stdout.strip() == "checked 0 entries, dropped 0 corrupt"
     assert invoke("cache", "clear", "--dir", folder).stdout.strip() == "removed 0 entries"
 
@@ -304,6 +306,43 @@ def test_cache_commands_on_empty_and_populated_cache(tmp_path: Path) -> None:
     assert "entries: 0" in invoke("cache", "info", "--dir", folder).stdout
     with TargetCache(folder) as cache:
         assert cache.get("gram/v1/x") is None
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("command", ["info", "check", "clear"])
+def test_cache_commands_with_a_misspelt_dir_create_nothing(tmp_path: Path, command: str) -> None:
+    result = invoke("cache", command, "--dir", tmp_path / "cahce")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == [f"error: --dir {tmp_path / 'cahce'}: no such cache folder (nothing was created); check the path"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_info_changes_nothing_on_disk(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    with TargetCache(folder) as cache:
+        cache.put("gram/v1/x", {"a": torch.ones(1000)})
+    before = _tree(folder)
+    info = invoke("cache", "info", "--dir", folder)
+    assert info.exit_code == 0 and "entries: 1" in info.stdout
+    assert re.search(r"^size: \d+\.\d\d MiB$", info.stdout, re.M), info.stdout
+    assert _tree(folder) == before
+
+    (folder / "cache.db").write_bytes(b"not a database" * 100)  # broken: reported, not moved aside
+    before = _tree(tmp_path)
+    info = invoke("cache", "info", "--dir", folder)
+    assert info.exit_code == 0 and "database: unreadable" in info.stdout
+    assert _tree(tmp_path) == before
+
+
+def test_cache_info_without_a_pipeline_mentions_dir(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("cache", "info")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr) == ["error: pipeline.yaml: pipeline file not found; name a pipeline file, "
+                                          "or the cache folder with --dir DIR"]
 
 
 def test_cache_info_uses_the_pipelines_cache_dir(project: Path) -> None:
@@ -356,3 +395,50 @@ def test_run_with_a_broken_picture_exit_1(project: Path) -> None:
     (item,) = report["items"]
     assert item["status"] == "failed" and "broken.jpg" in item["error"]
     assert not (project / "outputs" / "broken__the_scream.jpg").exists()
+
+
+# --- the first hour: options everywhere, plain logs -----------------------------------------------------
+
+
+def test_help_shows_no_type_after_flags() -> None:
+    out = invoke("run", "--help").stdout
+    assert "<bool>" not in out and re.search(r"^\s+--force\s+redo outputs", out, re.M), out
+
+
+def test_verbose_works_after_the_subcommand(project: Path) -> None:
+    path = write(project, GOOD)
+    result = invoke("validate", path, "-v")
+    assert result.exit_code == 0, result.output
+
+
+def test_networks_says_whether_weights_are_here() -> None:
+    out = invoke("networks").stdout
+    assert re.search(r"^    weights: available — .*vgg_normalised\.pth \(sha256 verified\)$", out, re.M), out
+
+
+def test_plan_takes_runs_options_and_previews_exactly(project: Path) -> None:
+    shutil.copy(SAMPLES / "content" / "coffee.jpg", project / "coffee.jpg")
+    shutil.copy(SAMPLES / "styles" / "starry_night.jpg", project / "starry_night.jpg")
+    path = write(project, "content: [chelsea.jpg, coffee.jpg]\nstyles: [the_scream.jpg, starry_night.jpg]\n")
+    result = invoke("plan", path, "-o", project / "elsewhere", "--max-jobs", "3", "--json")
+    assert result.exit_code == 0, result.output
+    jobs = json.loads(result.stdout)["jobs"]
+    assert [j["status"] for j in jobs].count("todo") == 3 and [j["status"] for j in jobs].count("later") == 1
+    assert all(Path(j["output"]).parent == project / "elsewhere" for j in jobs)
+    shards = [{j["job"] for j in json.loads(invoke("plan", path, "--shard", f"{i}/2", "--json").stdout)["jobs"]} for i in (0, 1)]
+    assert shards[0] | shards[1] == {0, 1, 2, 3} and not shards[0] & shards[1]
+    assert invoke("validate", path, "-o", project / "x", "--shard", "0/2", "--max-jobs", "1").exit_code == 0
+
+
+def test_plain_log_of_a_run_with_a_failure_is_one_timestamped_line_per_event(project: Path) -> None:
+    (project / "broken.jpg").write_bytes(b"this is not a jpeg")
+    path = write(project, "content: [broken.jpg, chelsea.jpg]\nstyles: the_scream.jpg\n")
+    proc = subprocess.run([str(SCRIPT), "run", str(path), *TINY], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d (INFO|WARNING|ERROR) "
+    assert lines and all(re.match(stamp, line) for line in lines), proc.stderr
+    (failure,) = [line for line in lines if " ERROR " in line]
+    assert re.search(r"ERROR failed: job 0 \(broken\.jpg × the_scream\): \S*broken\.jpg: not an image Pillow can read", failure), failure
+    assert any(re.search(r"INFO done: chelsea__the_scream\.jpg", line) for line in lines), proc.stderr
+    assert not any(line.endswith(" ") for line in lines)  # no padding to a terminal's width

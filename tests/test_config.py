@@ -49,7 +49,7 @@ def test_minimal_pipeline_has_documented_defaults(tmp_path: Path) -> None:
     loaded = load_pipeline(path)
     cfg = loaded.config
     assert isinstance(loaded, LoadedPipeline) and isinstance(cfg, PipelineConfig)
-    assert cfg.version == 1 and cfg.mode == "transfer" and cfg.reconstruct == "content"
+    assert cfg.version == 1 and cfg.mode == "transfer" and cfg.reconstruct.side == "content"
     assert cfg.content == ["photo.jpg"]
     assert (cfg.size.max_side, cfg.size.max_pixels, cfg.size.style_scale, cfg.size.style_max_side) == (256, None, 1.0, None)
     assert (cfg.optimize.optimizer, cfg.optimize.steps, cfg.optimize.lr, cfg.optimize.init, cfg.optimize.seed) == (
@@ -58,7 +58,7 @@ def test_minimal_pipeline_has_documented_defaults(tmp_path: Path) -> None:
     assert (cfg.network.name, cfg.network.weights, cfg.network.pooling, cfg.network.device) == (
         "vgg19-gatys", None, "avg", "auto")
     assert (cfg.output.dir, cfg.output.pattern, cfg.output.format, cfg.output.quality) == (
-        "outputs", "{content}__{style}.{ext}", "jpg", 92)
+        "outputs", None, "jpg", 92)  # None: the mode's default pattern
     assert cfg.losses.content.layers == ["relu4_2"] and cfg.losses.content.weight == 1.0
     assert cfg.losses.style.layers == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     assert cfg.losses.style.weight == 200.0 and cfg.losses.tv.weight == 10.0 and cfg.losses.extra == []
@@ -113,7 +113,7 @@ def test_palette_mode_needs_no_content(tmp_path: Path) -> None:
 
 def test_reconstruct_style_needs_no_content(tmp_path: Path) -> None:
     cfg = load_pipeline(write(tmp_path, "mode: reconstruct\nreconstruct: style\nstyles: p.jpg\n")).config
-    assert cfg.reconstruct == "style"
+    assert cfg.reconstruct.side == "style" and cfg.reconstruct.layers == ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 
 
 # --- errors: FILE:LINE:COL: dotted.key: message ---------------------------------------------------
@@ -315,9 +315,9 @@ def test_parse_override_needs_key_equals_value(text: str) -> None:
         parse_override(text)
 
 
-def test_parse_override_invalid_yaml_value() -> None:
-    with pytest.raises(ConfigError, match=r"--set content: value is not valid YAML"):
-        parse_override("content=[a.jpg, b.jpg")
+def test_parse_override_value_that_is_not_yaml_is_a_string() -> None:
+    assert parse_override("output.pattern={mode}/{content}.{ext}") == (["output", "pattern"], "{mode}/{content}.{ext}")
+    assert parse_override("content=[a.jpg, b.jpg") == (["content"], "[a.jpg, b.jpg")
 
 
 def test_apply_override_nested_and_creating_sections() -> None:
@@ -344,12 +344,40 @@ def test_apply_override_list_indices() -> None:
         ({"content": ["a.jpg"]}, ["content", 5], "no such list item"),
         ({"content": ["a.jpg"]}, ["content", "name"], "no such list item"),
         ({"optimize": 5}, ["optimize", "steps"], "optimize is not a mapping"),
-        ({"styles": ["a.jpg"]}, ["styles", 0, "grid"], "styles.0 is not a mapping"),
+        ({"styles": [{"path": "a.jpg", "grid": 2}]}, ["styles", 0, "grid", "x"], "styles.0.grid is not a mapping"),
     ],
 )
 def test_apply_override_errors(raw: dict, parts: list, match: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(match)):
         apply_override(raw, parts, 1)
+
+
+def test_shorthand_style_entries_grow_keys() -> None:
+    raw: dict = {"styles": ["a.jpg", {"source": "image", "path": "b.jpg"}]}
+    apply_override(raw, ["styles", 0, "grid"], 3)
+    assert raw["styles"][0] == {"path": "a.jpg", "grid": 3}
+    one: dict = {"styles": "a.jpg"}  # a single style written as a string
+    apply_override(one, ["styles", 0, "name"], "mine")
+    assert one == {"styles": [{"path": "a.jpg", "name": "mine"}]}
+
+
+@pytest.mark.parametrize("override", ["styles.0.grid=3", "styles.1.grid=3"])
+def test_grid_on_an_image_style_makes_it_tiled(tmp_path: Path, override: str) -> None:
+    path = write(tmp_path, "content: a.jpg\nstyles:\n  - a.jpg\n  - source: image\n    path: b.jpg\n")
+    style = load_pipeline(path, [override]).config.styles[int(override[7])]
+    assert style.source == "tiled" and style.params()["grid"] == 3
+
+
+def test_command_line_paths_are_relative_to_the_working_directory(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "sub").mkdir()
+    path = write(tmp_path / "sub", "content: a.jpg\nstyles: b.jpg\noutput: {dir: out}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_pipeline(path, ["output.dir=big", "cache.dir=/abs/cache", "styles.0.path=c.jpg", "optimize.init=noise",
+                               "output.pattern={content}.{ext}"]).config
+    assert cfg.output.dir == str(tmp_path / "big") and cfg.cache.dir == "/abs/cache"
+    assert cfg.styles[0].params()["path"] == str(tmp_path / "c.jpg")
+    assert cfg.optimize.init == "noise" and cfg.output.pattern == "{content}.{ext}"  # not paths
+    assert cfg.content == ["a.jpg"]  # what the file says stays relative to the file
 
 
 def test_load_with_overrides(tmp_path: Path) -> None:
@@ -375,7 +403,7 @@ def test_load_with_overrides(tmp_path: Path) -> None:
     assert cfg.optimize.steps == 50 and cfg.optimize.lr == 0.25
     assert cfg.styles[0].params() == {"path": "b.jpg", "grid": 3}
     assert cfg.size.max_side == 64 and cfg.size.max_pixels is None
-    assert cfg.content == ["a.jpg", "c.jpg"]
+    assert cfg.content == [str(Path.cwd() / "a.jpg"), str(Path.cwd() / "c.jpg")]  # command line: working directory
     assert cfg.postprocess.preserve_colors is None
     assert cfg.losses.tv.weight == pytest.approx(1e-3)
     # the file itself is untouched
@@ -428,3 +456,43 @@ def test_override_of_style_parameter_error_is_from_set(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         build_plan(load_pipeline(path, ["styles.0.grid=99"]), weights_id="test")
     assert str(info.value).startswith("--set: styles.0.grid: ")
+
+
+# --- every mistake at once, with hints --------------------------------------------------------------
+
+
+def test_four_mistakes_at_different_depths_are_reported_in_one_round(tmp_path: Path) -> None:
+    from stylepipe.runner import load_checked
+
+    (tmp_path / "photo.jpg").write_bytes((SAMPLES / "content" / "chelsea.jpg").read_bytes())
+    path = write(tmp_path, """
+        optimise: {steps: 3}
+        content: [photo.jpg, missing.jpg]
+        styles:
+          - source: tiled
+            path: photo.jpg
+            gird: 3
+        size: {max_side: 10}
+        """)
+    with pytest.raises(ConfigError) as info:
+        load_checked(path)
+    lines = str(info.value).splitlines()
+    assert lines == [
+        f"{path}:1:1: optimise: Extra inputs are not permitted (did you mean `optimize`?)",
+        f"{path}:2:22: content.1: file not found: {tmp_path / 'missing.jpg'}",
+        f"{path}:6:5: styles.0.gird: Extra inputs are not permitted (did you mean `grid`?)",
+        f"{path}:7:18: size.max_side: Input should be greater than or equal to 32",
+    ]
+
+
+def test_misspelt_values_get_the_closest_name(tmp_path: Path) -> None:
+    error = config_error(write(tmp_path, MINIMAL + "mode: transfr\nnetwork: {pooling: mx}\n"))
+    assert "mode: Input should be 'transfer', 'palette' or 'reconstruct' (did you mean `transfer`?)" in error
+    assert "(did you mean `max`?)" in error
+    error = config_error(write(tmp_path, MINIMAL + "losses:\n  style: {layers: [relu1_1, rleu2_1]}\n"))
+    assert "unknown VGG19 layer(s) rleu2_1 (did you mean `relu2_1`?)" in error
+
+
+@pytest.mark.parametrize("written", ["jpeg", "JPG", "Jpeg"])
+def test_jpeg_is_accepted_for_jpg(tmp_path: Path, written: str) -> None:
+    assert load_pipeline(write(tmp_path, MINIMAL + f"output: {{format: {written}}}\n")).config.output.format == "jpg"

@@ -140,13 +140,41 @@ def test_corrupt_cache_entry_is_recomputed_with_a_warning(tmp_path):
 def test_palette_and_reconstruct_modes(tmp_path):
     palette = run_pipeline(load_pipeline(write_pipeline(tmp_path, mode="palette", styles=[str(sample("starry_night"))])))
     (item,) = palette.items
-    assert item.status == "done" and item.content == "-" and item.loss["content"] is None
+    assert item.status == "done" and item.content is None and item.loss["content"] is None
     assert load_image(item.output).tensor.shape[1:] == (25, 40)  # the style's aspect ratio at max_side 40
 
     rebuild = run_pipeline(load_pipeline(write_pipeline(tmp_path, mode="reconstruct", content=[str(sample("coffee"))],
-                                                        output={"pattern": "{content}_{mode}.png", "format": "png"})))
+                                                        output={"pattern": "{content}_{mode}.png", "format": "png"},
+                                                        reconstruct={"side": "content", "layers": ["conv4_1"]})))
     (item,) = rebuild.items
-    assert item.status == "done" and item.output.endswith("coffee_reconstruct-content.png") and item.loss["style"] is None
+    assert item.status == "done" and item.output.endswith("coffee_reconstruct-content.png")
+    assert item.style is None and item.loss["style"] is None and item.layers == "conv4_1"
+
+
+def test_reconstruct_sweep_low_layers_keep_the_pixels_high_layers_do_not(tmp_path):
+    """The paper's Figure 1, small: content rebuilt from conv1_1 is near the photo, from conv5_1 far;
+    style reconstructions differ from each other and from a palette of the same picture."""
+    small = {"size": {"max_side": 40}, "optimize": {"steps": 20}, "output": {"format": "png"}}
+    pipeline = write_pipeline(tmp_path, mode="reconstruct", content=[str(sample("coffee"))], styles=[str(sample("the_scream"))],
+                              reconstruct={"side": "both", "layers": ["conv1_1", "conv5_1"]}, **small)
+    report = run_pipeline(load_pipeline(pipeline))
+    items = {(item.content is not None, item.layers): item for item in report.items}
+    assert sorted(Path(item.output).name for item in report.items) == [
+        "coffee__reconstruct-content__conv1_1.png", "coffee__reconstruct-content__conv5_1.png",
+        "the_scream__reconstruct-style__conv1_1+conv5_1.png", "the_scream__reconstruct-style__conv1_1.png"]
+    from stylepipe.images import resize
+
+    photo = load_image(sample("coffee")).tensor
+    error = {}
+    for layer in ("conv1_1", "conv5_1"):
+        rebuilt = load_image(items[(True, layer)].output).tensor
+        error[layer] = (rebuilt - resize(photo, tuple(rebuilt.shape[1:]))).abs().mean().item()
+    assert 3 * error["conv1_1"] < error["conv5_1"], error
+    styles = [load_image(items[(False, key)].output).tensor for key in ("conv1_1", "conv1_1+conv5_1")]
+    (tmp_path / "palette").mkdir()
+    palette = run_pipeline(load_pipeline(write_pipeline(tmp_path / "palette", mode="palette", styles=[str(sample("the_scream"))], **small)))
+    assert not torch.equal(styles[0], styles[1])
+    assert not torch.equal(styles[1], load_image(palette.items[0].output).tensor)
 
 
 def test_preserve_colors_keeps_the_photo_colours(tmp_path):
@@ -159,3 +187,45 @@ def test_preserve_colors_keeps_the_photo_colours(tmp_path):
     photo = resize(load_image(sample("chelsea")).tensor, tuple(out.shape[1:]))
     chroma_out, chroma_photo = rgb_to_ycbcr(out)[1:], rgb_to_ycbcr(photo)[1:]
     assert (chroma_out - chroma_photo).abs().mean() < 0.02
+
+
+def test_a_hard_interrupt_still_writes_the_report_saying_why(tmp_path):
+    from stylepipe.events import NullEvents
+
+    class SecondCtrlC(NullEvents):
+        def job_started(self, job):
+            raise KeyboardInterrupt
+
+    pipeline = write_pipeline(tmp_path, content=[str(sample("coffee"))], styles=[str(sample("the_scream"))])
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(load_pipeline(pipeline), events=SecondCtrlC())
+    data = report_of(tmp_path / "out" / "report.json")
+    assert data["stopped"] == "interrupted (a second Ctrl-C)" and len(data["remaining"]) == 1
+
+
+def test_skipped_items_keep_the_losses_of_their_sidecar(tmp_path):
+    pipeline = write_pipeline(tmp_path, content=[str(sample("coffee"))], styles=[str(sample("the_scream"))])
+    (done,) = run_pipeline(load_pipeline(pipeline)).items
+    (skipped,) = run_pipeline(load_pipeline(pipeline)).items
+    assert skipped.status == "skipped" and skipped.loss == done.loss and done.loss["style"] > 0
+
+
+def test_progress_counts_only_the_jobs_this_run_will_do(tmp_path):
+    from stylepipe.events import NullEvents
+    from stylepipe.schedule import RunBounds
+
+    class Recorder(NullEvents):
+        def __init__(self):
+            self.planned_calls, self.warnings = [], []
+
+        def planned(self, total, todo):
+            self.planned_calls.append((total, todo))
+
+        def warning(self, message):
+            self.warnings.append(message)
+
+    events = Recorder()
+    pipeline = write_pipeline(tmp_path, content=[str(sample("coffee")), str(sample("chelsea"))], styles=[str(sample("the_scream"))])
+    report = run_pipeline(load_pipeline(pipeline), events=events, bounds=RunBounds(max_jobs=1))
+    assert events.planned_calls == [(1, 1)] and events.warnings == ["--max-jobs 1: 1 job(s) left for a later run"]
+    assert report.count("done") == 1 and len(report.remaining) == 1

@@ -208,7 +208,7 @@ def test_palette_mode_one_job_per_style_without_content(project: Path) -> None:
     assert plan.jobs[0].content_label == "-"
 
 
-def test_reconstruct_content_one_job_per_content_no_style_terms(project: Path) -> None:
+def test_reconstruct_content_sweeps_each_layer_alone_per_photo(project: Path) -> None:
     plan = make(project, """
         mode: reconstruct
         reconstruct: content
@@ -217,18 +217,42 @@ def test_reconstruct_content_one_job_per_content_no_style_terms(project: Path) -
         losses:
           tv: {weight: 0.5}
         """)
-    assert [(job.content.stem, job.style) for job in plan.jobs] == [("chelsea", None), ("coffee", None)]
-    assert [t.name for t in plan.terms] == ["content", "tv"]
+    layers = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    assert [(job.content.stem, job.style, job.layers) for job in plan.jobs] == [
+        (photo, None, layer) for photo in ("chelsea", "coffee") for layer in layers]
+    assert [[(t.name, list(t.layers)) for t in job.sweep.terms] for job in plan.jobs[:2]] == [
+        [("content", ["conv1_1"]), ("tv", [])], [("content", ["conv2_1"]), ("tv", [])]]
     assert not any(t.side == "style" for t in plan.terms)
     assert plan.settings.init == "noise" and plan.settings.mode == "reconstruct-content"
-    assert plan.jobs[0].style_label == "-"
+    assert [job.output.name for job in plan.jobs[:2]] == ["chelsea__reconstruct-content__conv1_1.jpg",
+                                                         "chelsea__reconstruct-content__conv2_1.jpg"]
+    assert plan.jobs[0].style_ref is None and len({job.fingerprint for job in plan.jobs}) == 10
 
 
-def test_reconstruct_style_one_job_per_style(project: Path) -> None:
-    plan = make(project, "mode: reconstruct\nreconstruct: style\nstyles: [styles/the_scream.jpg]\n")
-    assert [(job.content, job.style_label) for job in plan.jobs] == [(None, "the_scream")]
-    assert [t.name for t in plan.terms] == ["style", "tv"]
+def test_reconstruct_style_sweeps_growing_layer_sets_per_style(project: Path) -> None:
+    plan = make(project, "mode: reconstruct\nreconstruct: {side: style, layers: [conv1_1, conv2_1, conv3_1]}\n"
+                         "styles: [styles/the_scream.jpg]\n")
+    assert [(job.content, job.style_label, job.layers) for job in plan.jobs] == [
+        (None, "the_scream", "conv1_1"), (None, "the_scream", "conv1_1+conv2_1"), (None, "the_scream", "conv1_1+conv2_1+conv3_1")]
+    assert [(t.name, list(t.layers)) for t in plan.terms] == [("style", ["conv1_1", "conv2_1", "conv3_1"]), ("tv", [])]  # targets once
     assert plan.settings.init == "noise"
+    assert plan.jobs[1].output.name == "the_scream__reconstruct-style__conv1_1+conv2_1.jpg"
+
+
+def test_reconstruct_both_sides_and_palette_differ(project: Path) -> None:
+    both = make(project, "mode: reconstruct\nreconstruct: both\ncontent: content/chelsea.jpg\nstyles: styles/the_scream.jpg\n")
+    assert [job.sweep.side for job in both.jobs] == ["content"] * 5 + ["style"] * 5
+    palette = make(project, "mode: palette\nstyles: styles/the_scream.jpg\n")
+    assert palette.jobs[0].fingerprint not in {job.fingerprint for job in both.jobs}
+
+
+def test_modes_warn_about_settings_they_ignore(project: Path) -> None:
+    plan = make(project, "mode: palette\ncontent: content/chelsea.jpg\nstyles: styles/the_scream.jpg\n"
+                         "optimize: {init: content}\n")
+    assert len(plan.warnings) == 2
+    assert "pipeline.yaml:2:10: `content:` is not used by mode palette" in plan.warnings[0]
+    assert "optimize.init: content is ignored" in plan.warnings[1]
+    assert make(project, "mode: palette\nstyles: styles/the_scream.jpg\n").warnings == []
 
 
 def test_no_active_term_is_an_error(project: Path) -> None:

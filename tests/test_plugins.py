@@ -405,4 +405,4 @@ def test_validate_names_a_wrong_plugin_parameter_and_its_line(tmp_path: Path) ->
     assert result.returncode == 2
     (line,) = _error_lines(result)
     row = _line_of(pipeline, "layerz:")
-    assert line == f"error: pipeline.yaml:{row}:7: losses.extra.0.layerz: Extra inputs are not permitted"
+    assert line == f"error: pipeline.yaml:{row}:7: losses.extra.0.layerz: Extra inputs are not permitted (did you mean `layers`?)"

@@ -346,7 +346,8 @@ class _Dispatcher:
 
 
 def _failed(job: Job, error: str) -> ItemReport:
-    return ItemReport(content=job.content_label, style=job.style_label, output=None, status="failed", error=error, job=job.index)
+    return ItemReport(content=job.content_ref, style=job.style_ref, output=None, status="failed", error=error, job=job.index,
+                      layers=job.layers)
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
