@@ -21,8 +21,19 @@ from typing import Any
 import torch
 from PIL import Image
 
-from _common import (DEFAULT_STYLE, base_parser, content_set, describe_machine, machine_info, markdown_table,
-                     run_stylepipe, setting_available, workspace, write_pipeline, write_result)
+from _common import (
+    DEFAULT_STYLE,
+    base_parser,
+    content_set,
+    describe_machine,
+    machine_info,
+    markdown_table,
+    run_stylepipe,
+    setting_available,
+    workspace,
+    write_pipeline,
+    write_result,
+)
 
 STREAM_LIMIT = 1.20
 

@@ -24,9 +24,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import CONTENT_DIR, REPO, markdown_table, write_result  # noqa: E402
-from heldout import HeldOutScore  # noqa: E402
-
 from stylepipe.images import load_image, resize, save_image, target_size  # noqa: E402
 from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams  # noqa: E402
 from stylepipe.network import build_extractor  # noqa: E402
@@ -42,6 +39,9 @@ from stylepipe.optimize import (  # noqa: E402
 )
 from stylepipe.styles import WeightedImage  # noqa: E402
 from stylepipe.targets import StyleSizing, compute_targets  # noqa: E402
+
+from _common import CONTENT_DIR, REPO, markdown_table, write_result  # noqa: E402
+from heldout import HeldOutScore  # noqa: E402
 
 STYLE_DIR = REPO / "samples" / "styles"
 

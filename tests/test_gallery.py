@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from stylepipe.cli import app
 from stylepipe.config import load_pipeline
 from stylepipe.curves import loss_curves
-from stylepipe.gallery import render_page, build_sheet
+from stylepipe.gallery import build_sheet, render_page
 from stylepipe.history import LossHistory, RecordingObjective
 from stylepipe.images import load_image, resize
 from stylepipe.losses import ContentLoss, StyleLoss

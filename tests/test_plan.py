@@ -16,6 +16,7 @@ import pytest
 import stylepipe.plan as plan_module
 from stylepipe.config import load_pipeline
 from stylepipe.errors import ConfigError
+from stylepipe.optimize import Pyramid
 from stylepipe.plan import Plan, build_plan, is_done, output_path, safe_name, sidecar_path
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -624,3 +625,40 @@ def test_duplicate_label_is_an_error(project: Path) -> None:
 def test_blend_needs_two_parts(project: Path) -> None:
     error = plan_error(project, "mode: palette\nstyles:\n  - source: blend\n    styles: [{path: styles/the_scream.jpg}]\n")
     assert error.startswith(f"{project / 'pipeline.yaml'}:4:13: styles.0.styles: ")
+
+
+# --- defaults by mode (stylepipe/defaults.py) ------------------------------------------------------
+def test_transfer_defaults_are_50_single_scale_steps(project: Path) -> None:
+    plan = make(project, """
+        content: content/
+        styles: [styles/the_scream.jpg]
+        """)
+    assert plan.settings.optimize.steps == 50
+    assert plan.settings.pyramid == Pyramid(levels=1)
+    assert [(t.name, t.weight) for t in plan.terms] == [("content", 1.0), ("style", 200.0), ("tv", 10.0)]
+
+
+def test_noise_start_modes_default_to_350_steps_coarse_to_fine_from_soft_noise(project: Path) -> None:
+    plan = make(project, """
+        mode: palette
+        styles: [styles/the_scream.jpg]
+        """)
+    assert plan.settings.optimize.steps == 350
+    assert plan.settings.pyramid == Pyramid(levels=3, factor=2.0)
+    assert plan.settings.pyramid.split(350, 3) == [200, 100, 50]
+    assert plan.settings.init == "noise" and plan.settings.noise == 0.3
+
+
+def test_explicit_settings_beat_the_mode_defaults(project: Path) -> None:
+    plan = make(project, """
+        mode: palette
+        styles: [styles/the_scream.jpg]
+        optimize: {steps: 20, noise: 1.0, pyramid: {levels: 2}}
+        """)
+    assert plan.settings.optimize.steps == 20 and plan.settings.noise == 1.0
+    assert plan.settings.pyramid == Pyramid(levels=2, factor=2.0)
+    transfer = make(project, """
+        content: content/
+        styles: [styles/the_scream.jpg]
+        """, "optimize.pyramid.levels=3")
+    assert transfer.settings.optimize.steps == 50 and transfer.settings.pyramid.levels == 3

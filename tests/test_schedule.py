@@ -18,7 +18,7 @@ from stylepipe.errors import ConfigError
 from stylepipe.runner import make_plan, run_pipeline
 from stylepipe.schedule import RunBounds, RunLock, RunLocked, Shard, parse_duration
 
-from conftest import ROOT, sample
+from conftest import sample
 
 STYLEPIPE = str(Path(sys.executable).parent / "stylepipe")
 

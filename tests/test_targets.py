@@ -12,7 +12,16 @@ from stylepipe.cache import TargetCache
 from stylepipe.images import file_sha256, load_image, tile
 from stylepipe.losses import ContentLoss, StyleLoss, StyleParams
 from stylepipe.network import FeatureExtractor, random_weights
-from stylepipe.styles import BlendParams, BlendSource, ImageParams, ImageSource, StyleContext, TiledParams, TiledSource, WeightedImage
+from stylepipe.styles import (
+    BlendParams,
+    BlendSource,
+    ImageParams,
+    ImageSource,
+    StyleContext,
+    TiledParams,
+    TiledSource,
+    WeightedImage,
+)
 from stylepipe.targets import StyleSizing, TargetStore, compute_targets, flatten, target_key, unflatten
 
 from conftest import sample
@@ -70,9 +79,9 @@ def test_tiled_source_changes_the_texture_scale(net, tmp_path):
 
 def test_tiles_are_made_at_the_style_size_not_at_full_resolution(net, tmp_path, monkeypatch):
     """grid 16 on a 12 MP photo tiled first would be ~37 GB of float32: tile after resizing."""
-    import stylepipe.targets as targets_module
-
     from PIL import Image
+
+    import stylepipe.targets as targets_module
 
     path = tmp_path / "cat.png"  # small, so that the full-size reference below stays cheap
     Image.open(sample("chelsea")).convert("RGB").resize((96, 64)).save(path)
