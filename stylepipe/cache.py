@@ -480,7 +480,7 @@ class TargetCache:
         if not isinstance(key, str):
             return "key is not a string"
         try:
-            blob = self._disk.get(key, default=_MISSING) if self._disk is not None else _MISSING
+            blob: Any = self._disk.get(key, default=_MISSING) if self._disk is not None else _MISSING
             if blob is _MISSING:
                 return "value missing (file deleted?)"
             decode_tensors(blob)

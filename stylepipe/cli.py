@@ -19,7 +19,15 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from . import __version__
@@ -88,8 +96,8 @@ class CliEvents:
         self.live = stderr.is_terminal
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                  TimeRemainingColumn(), console=stderr, transient=True, disable=not self.live)
-        self.run_task = None
-        self.job_task = None
+        self.run_task: TaskID | None = None
+        self.job_task: TaskID | None = None
 
     def __enter__(self) -> CliEvents:
         self.progress.__enter__()
@@ -323,7 +331,7 @@ def plan_cmd(
         with open_cache(plan.pipeline) as cache:
             targets = cached_targets(plan, cache)
         status = lambda j: "done" if j.index in done else ("todo" if j.index in will_run else "later")  # noqa: E731
-        jobs = [{"job": j.index, "content": j.content_ref, "style": j.style_ref, "layers": j.layers, "output": str(j.output),
+        jobs: list[dict[str, Any]] = [{"job": j.index, "content": j.content_ref, "style": j.style_ref, "layers": j.layers, "output": str(j.output),
                  "status": status(j), "error": j.error} for j in plan.jobs]
         if as_json:
             print(json.dumps({"jobs": jobs, "style_targets": [t.__dict__ for t in targets]}))
@@ -476,4 +484,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

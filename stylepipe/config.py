@@ -13,7 +13,7 @@ import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -488,7 +488,7 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str | int], value: Any) 
             raise ConfigError(f"--set {format_loc(parts)}: no such list item")
     if not isinstance(node, (dict, list)):
         raise ConfigError(f"--set {format_loc(parts)}: {format_loc(parts[:-1])} is not a mapping")
-    node[last] = value
+    cast(Any, node)[last] = value  # into a list only with an int index: checked above
 
 
 def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> LoadedPipeline:

@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 CURVE_NAMES = ("content", "style", "total")  # drawing order: the dashed total on top
 WIDTH, HEIGHT, PAD = 120, 36, 2
@@ -33,7 +34,7 @@ def loss_curves(history: Mapping[str, Sequence[float | None]] | None, names: Seq
     """The curves of `names` that have at least two positive finite values."""
     if not history or not history.get("step"):
         return []
-    steps = [float(s) for s in history["step"]]
+    steps = [float(s) for s in cast(Sequence[float], history["step"])]  # step numbers are never None
     x0, x1 = steps[0], max(steps[-1], steps[0] + 1)
     curves = []
     for name in names:

@@ -251,7 +251,7 @@ def build_sheet(reports: list[dict[str, Any]], page_dir: Path, out_dir: Path) ->
     styles = list(dict.fromkeys(c.style for c in cells))
     grid = {(c.content, c.style): c for c in cells}
     columns = [Header(style, ", ".join(style_files.get(style, [])) or style,
-                      links.picture((style_files.get(style) or [None])[0])) for style in styles]
+                      links.picture(style_files[style][0] if style_files.get(style) else None)) for style in styles]
     rows = [(Header(_display_name(content), content, links.picture(content)),
              [grid.get((content, style)) for style in styles]) for content in contents]
     failures = [c for c in cells if c.status == "failed"]

@@ -59,7 +59,7 @@ class LossHistory:
         stacked = {name: torch.stack([parts[name].float() for _, parts in kept]).cpu() for name in names}
         total = sum(self.weights.get(name, 0.0) * values for name, values in stacked.items())
         stacked["total"] = total if isinstance(total, torch.Tensor) else torch.zeros_like(stacked[names[0]])
-        steps = [step for step, _ in kept]
+        steps: list[float | None] = [step for step, _ in kept]
         batch = stacked["total"].shape[1]
         return [{"step": steps, **{name: [_round(v) for v in values[:, i].tolist()] for name, values in stacked.items()}}
                 for i in range(batch)]

@@ -15,6 +15,7 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import PIL.Image
@@ -25,11 +26,12 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from stylepipe.atomic import write_atomic
 from stylepipe.errors import InputError
 
+pillow_heif: ModuleType | None
 try:  # HEIC/HEIF (phone photos); AVIF is native in Pillow >= 11.3
     import pillow_heif
 except ImportError:  # pragma: no cover - a declared dependency; without it .heic files fail their own jobs
     pillow_heif = None
-else:
+if pillow_heif is not None:
     pillow_heif.register_heif_opener()
 
 DEFAULT_MAX_INPUT_PIXELS = 178_956_970  # Pillow's own error threshold (2 × MAX_IMAGE_PIXELS)

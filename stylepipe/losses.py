@@ -19,7 +19,7 @@ Every per-image quantity has shape (B,): a batch of N images is N independent pr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -47,7 +47,7 @@ def per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def content_loss(features: Features, targets: Features, layer_weights: Mapping[str, float]) -> torch.Tensor:
     """Weighted mean over layers of the per-image feature MSE."""
     total = sum(layer_weights.values())
-    return sum(w * per_image_mse(features[l], targets[l]) for l, w in layer_weights.items()) / total
+    return cast(torch.Tensor, sum(w * per_image_mse(features[l], targets[l]) for l, w in layer_weights.items()) / total)
 
 
 def gram_distance(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ def gram_distance(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def style_loss(features: Features, targets: Features, layer_weights: Mapping[str, float]) -> torch.Tensor:
     """Weighted mean over layers of the paper's E_l, so every layer keeps the paper's balance."""
     total = sum(layer_weights.values())
-    return sum(w * gram_distance(features[l], targets[l]) for l, w in layer_weights.items()) / total
+    return cast(torch.Tensor, sum(w * gram_distance(features[l], targets[l]) for l, w in layer_weights.items()) / total)
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
@@ -161,6 +161,8 @@ class TVParams(TermParams):
 
 class LayeredTerm(LossTerm):
     """A term whose parameters are LayeredParams: it reads `params.layers`, weighted per layer."""
+
+    params: LayeredParams
 
     @property
     def layers(self) -> Sequence[str]:

@@ -22,6 +22,7 @@ from .errors import ConfigError, EnvironmentProblem
 from .suggest import did_you_mean
 
 Pooling = Literal["avg", "max"]
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]  # what nn.Conv2d accepts
 
 #: Convolutions per block of VGG19.
 _BLOCKS: tuple[int, ...] = (2, 2, 4, 4, 4)
@@ -72,7 +73,7 @@ class NetworkWeights:
     network_id: str
     convs: tuple[tuple[torch.Tensor, torch.Tensor], ...]
     input_stage: nn.Module
-    padding_mode: str
+    padding_mode: PaddingMode
     sha256: str
     ceil_mode: bool = False  # how pools treat odd sizes: as the weights' original framework did
 
@@ -93,6 +94,7 @@ class _Truncated(nn.Module):
                 conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, padding_mode=weights.padding_mode)
                 with torch.no_grad():
                     conv.weight.copy_(weight)
+                    assert conv.bias is not None  # Conv2d's bias=True default
                     conv.bias.copy_(bias)
                 layers += [conv, nn.ReLU(inplace=False)]
                 in_ch = out_ch
@@ -135,6 +137,9 @@ class FeatureExtractor(nn.Module):
 
 class _Normalize(nn.Module):
     """ImageNet mean/std normalisation as a module, so it moves with the network."""
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -218,6 +223,7 @@ def load_gatys(path: Path | None = None, *, verify: bool = True) -> NetworkWeigh
     input_conv = nn.Conv2d(3, 3, 1)
     with torch.no_grad():
         input_conv.weight.copy_(state["0.weight"].float())
+        assert input_conv.bias is not None  # Conv2d's bias=True default
         input_conv.bias.copy_(state["0.bias"].float())
     convs = _convs_from(state, _GATYS_CONV_KEYS, "", path)
     return NetworkWeights("vgg19-gatys", convs, input_conv, "reflect", digest, ceil_mode=True)

@@ -35,7 +35,7 @@ from .losses import LossTerm
 from .optimize import OptimizeSettings, Pyramid
 from .registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_builtins
 from .styles import StyleContext, StyleSource
-from .sweep import SweepStep, sweep_steps, union_terms
+from .sweep import Side, SweepStep, sweep_steps, union_terms
 from .targets import StyleSizing
 
 #: Bump when a change to the algorithm should invalidate every finished output.
@@ -253,21 +253,21 @@ def _active(term: LossTerm, cfg: PipelineConfig) -> bool:
     return cfg.mode == "transfer" or term.side != "content"
 
 
-def _sweep_sides(cfg: PipelineConfig) -> list[str]:
+def _sweep_sides(cfg: PipelineConfig) -> list[Side]:
     side = cfg.reconstruct.side
     return ["content", "style"] if side == "both" else [side]
 
 
 def _sweep_union(cfg: PipelineConfig, image_terms: list[LossTerm]) -> list[LossTerm]:
     weights = {"content": cfg.losses.content.weight or 1.0, "style": cfg.losses.style.weight or 1.0}
-    return union_terms(_sweep_sides(cfg), cfg.reconstruct.layers, weights, image_terms)  # type: ignore[arg-type]
+    return union_terms(_sweep_sides(cfg), cfg.reconstruct.layers, weights, image_terms)
 
 
 def sweep_for(plan_terms: list[LossTerm], cfg: PipelineConfig) -> dict[str, list[SweepStep]]:
     """Reconstruct mode: each side's steps, with the plan's weights and image terms."""
     image_terms = [t for t in plan_terms if t.side == "image"]
     weights = {t.side: t.weight for t in plan_terms if t.side != "image"}
-    return {side: sweep_steps(side, cfg.reconstruct.layers, weights[side], image_terms)  # type: ignore[arg-type]
+    return {side: sweep_steps(side, cfg.reconstruct.layers, weights[side], image_terms)
             for side in _sweep_sides(cfg)}
 
 
@@ -589,7 +589,8 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
 def _describe(first: Job | Path | None, style: StyleSource | None = None, step: SweepStep | None = None) -> str:
     """A job in words for error messages: `chelsea.jpg × scream`, `starry_night from conv1_1`."""
     if isinstance(first, Job):
-        first, style, step = first.content, first.style, first.sweep
+        job = first
+        first, style, step = job.content, job.style, job.sweep
     name = " × ".join(part for part in (str(first) if first else None, style.label if style else None) if part)
     return f"{name} from {step.label}" if step else name
 

@@ -53,7 +53,7 @@ class RunReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     stopped: str | None = None  # why the run ended before every job ran (bounds, SIGTERM)
-    remaining: list[dict[str, str]] = field(default_factory=list)  # jobs left for the next run
+    remaining: list[dict[str, str | None]] = field(default_factory=list)  # jobs left for the next run
     shard: str | None = None
     network: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # the settings a reader compares runs by

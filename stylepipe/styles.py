@@ -114,6 +114,7 @@ class ImageSource(StyleSource):
 
     name = "image"
     Params = ImageParams
+    params: ImageParams
 
     def files(self) -> list[Path]:
         return [self.context.resolve(self.params.path)]
@@ -136,6 +137,7 @@ class TiledSource(StyleSource):
     name = "tiled"
     version = 2  # tiles after resizing, not before
     Params = TiledParams
+    params: TiledParams
 
     def files(self) -> list[Path]:
         return [self.context.resolve(self.params.path)]
@@ -164,6 +166,7 @@ class BlendSource(StyleSource):
     name = "blend"
     version = 2  # tiles after resizing, not before
     Params = BlendParams
+    params: BlendParams
 
     def files(self) -> list[Path]:
         return [self.context.resolve(part.path) for part in self.params.styles]
