@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from .errors import OptimizationError
 from .losses import LossTerm
-from .network import FeatureExtractor
+from .network import FeatureExtractor, is_out_of_memory
 from .targets import Targets
 
 OptimizerName = Literal["lbfgs", "adam"]
@@ -315,12 +315,26 @@ def solver_bytes_per_image(numel: int, settings: OptimizeSettings) -> int:
 
 def _evaluate(image: torch.Tensor, objective: Objective, tracker: _Tracker) -> tuple[torch.Tensor, torch.Tensor]:
     """One batched forward + backward: per-image losses (B,) and flat gradients (B, N)."""
-    image.grad = None
-    losses = objective.total(objective.parts(image))
+    losses = _forward_backward(image, objective)
     tracker.record(image, losses)
-    finite = torch.isfinite(losses)
-    torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
-    return losses.detach(), _flat(image.grad.detach())
+    return losses, _flat(image.grad.detach())
+
+
+def _forward_backward(image: torch.Tensor, objective: Objective) -> torch.Tensor:
+    """Losses and `image.grad`. torch.compile builds the backward graph at the first backward
+    pass, so a compiled network that fails there falls back to eager and the pass is redone."""
+    while True:
+        image.grad = None
+        losses = objective.total(objective.parts(image))
+        finite = torch.isfinite(losses)
+        try:
+            torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
+            return losses.detach()
+        except Exception as exc:
+            extractor = objective.extractor
+            if extractor is None or not getattr(extractor, "compiled", False) or is_out_of_memory(exc):
+                raise
+            extractor.stop_compiling(exc)
 
 
 def _run_lbfgs(image: torch.Tensor, objective: Objective, settings: OptimizeSettings, tracker: _Tracker) -> None:

@@ -23,7 +23,8 @@ from .events import NullEvents, RunEvents
 from .images import load_image, resize, save_image, target_size
 from .losses import LossTerm
 from .network import FeatureExtractor
-from .optimize import Objective, content_targets, initial_image, optimize, optimize_pyramid, resample
+from .optimize import (Objective, OptimizeSettings, content_targets, initial_image, optimize, optimize_pyramid, resample,
+                       solver_bytes_per_image)
 from .plan import Job, RunSettings, sidecar_path
 from .postprocess import postprocess
 from .report import ItemReport, write_json_atomic
@@ -103,7 +104,18 @@ def resolve_batch_size(configured: int | str, device: torch.device, settings: Ru
     if configured != "auto":
         return int(configured)
     side = settings.size_max_side or int(settings.size_max_pixels ** 0.5)  # type: ignore[operator]
-    per_image = _BYTES_PER_PIXEL * side * side
+    return auto_batch_size(device, side, settings.optimize)
+
+
+def bytes_per_image(side: int, optimize: OptimizeSettings) -> int:
+    """Memory one image of a batch needs: the activations kept for the backward pass, plus the
+    optimiser's state — the L-BFGS history alone is 2·m·N float32, ≈ 1.2 KB per pixel at m = 50."""
+    return _BYTES_PER_PIXEL * side * side + solver_bytes_per_image(3 * side * side, optimize)
+
+
+def auto_batch_size(device: torch.device, side: int, optimize: OptimizeSettings) -> int:
+    """The largest batch of side × side images that fits in half the free memory, at most 64."""
+    per_image = bytes_per_image(side, optimize)
     if device.type != "cuda":
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 8 << 30
         return max(1, min(_AUTO_CPU_BATCH, int(free * 0.5 // per_image)))
@@ -118,7 +130,7 @@ def tune_for_device(extractor: FeatureExtractor, device: torch.device, compile_n
     torch.backends.cudnn.benchmark = True
     extractor = extractor.to(memory_format=torch.channels_last)
     if compile_network:
-        extractor.trunk = torch.compile(extractor.trunk)  # type: ignore[assignment]
+        extractor.compile_forward()
     return extractor
 
 

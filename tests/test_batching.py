@@ -64,7 +64,9 @@ def test_a_batch_equals_single_runs_on_the_real_network(gatys, optimizer):
     pictures = [resize(load_image(sample(name)).tensor, (32, 40)) for name in ("astronaut", "chelsea", "coffee")]
     terms = [ContentLoss(), StyleLoss(StyleParams(layers=["relu1_1", "relu2_1", "relu3_1"]))]
     style = compute_targets([WeightedImage(load_image(sample("the_scream")).tensor, 1.0)], gatys, terms, StyleSizing(40, None), CPU)
-    settings = OptimizeSettings(optimizer, steps=8, lr=0.05 if optimizer == "adam" else None)
+    # Few steps: float rounding (batched convolutions sum in another order) grows along an L-BFGS
+    # trajectory, to 5e-3 after 8 steps with the paper's style weighting.
+    settings = OptimizeSettings(optimizer, steps=5, lr=0.05 if optimizer == "adam" else None)
 
     def solve(batch: torch.Tensor) -> torch.Tensor:
         return optimize(batch, Objective(gatys, terms, content_targets(gatys, terms, batch), style), settings).image
