@@ -44,6 +44,7 @@ from stylepipe.worker import auto_batch_size, tune_for_device  # noqa: E402
 
 BASELINE = "torch.optim.LBFGS"
 STYLEPIPE = "stylepipe"
+PRECISIONS = "bf16,fp32"
 TARGETS = {"images_per_hour": 5000, "pct_of_bf16_peak": 40, "speedup_vs_baseline": 10}
 
 
@@ -293,17 +294,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=51, help="untimed steps first: compiling, cuDNN autotuning, a full L-BFGS history")
     parser.add_argument("--timed-steps", type=int, default=30)
     parser.add_argument("--batches", default=None, help="comma list, e.g. 1,4,auto; default 1, 2, 4, … up to auto")
-    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--precisions", default=None, help=f"comma list; default {PRECISIONS} (fp32 with --tiny)")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="auto: on for CUDA")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the device's dense bf16 peak (H100/H200 SXM: 989)")
     parser.add_argument("--budget-s", type=float, default=270.0, help="skip the remaining configurations once spent")
     parser.add_argument("--compile-reserve-s", type=float, default=90.0, help="budget a compiled configuration needs left to start")
     parser.add_argument("--device", default=None, help="default: cuda when present, else cpu")
-    parser.add_argument("--tiny", action="store_true", help="CPU, 64 px, 3 steps (1 + 2 timed), batches 1–2: checks the script in seconds")
+    parser.add_argument("--tiny", action="store_true", help="CPU, 64 px, 3 steps (1 + 2 timed), batches 1–2, fp32: checks the script in seconds")
     args = parser.parse_args(argv)
     if args.tiny:
         args.device, args.size, args.warmup_steps, args.timed_steps = "cpu", 64, 1, 2
         args.batches = args.batches or "1,2"
+        args.precisions = args.precisions or "fp32"  # bf16 autocast on a CPU: slow, and no news
+    args.precisions = args.precisions or PRECISIONS
     args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.compile == "auto":
         args.compile = "on" if args.device.type == "cuda" else "off"
