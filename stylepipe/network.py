@@ -159,7 +159,8 @@ class FeatureExtractor(nn.Module):
     def stop_compiling(self, exc: BaseException) -> None:
         """Fall back to the uncompiled forward for good, saying why once."""
         self._compiled = None
-        self.compile_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        lines = str(exc).strip().splitlines()
+        self.compile_error = f"{type(exc).__name__}: {lines[0] if lines else ''}"
         log.warning("torch.compile failed (%s); running the network uncompiled", self.compile_error)
 
     def fingerprint(self) -> dict[str, str]:

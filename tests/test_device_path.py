@@ -127,4 +127,5 @@ def test_ray_batches_like_the_local_executor():
     assert jobs_per_call(_context(4, 4), use_gpu=True, jobs=100, workers=2) == 8  # two device batches, as local
     assert jobs_per_call(_context("auto", 1), use_gpu=True, jobs=1000, workers=4) == AUTO_GPU_JOBS_PER_CALL
     assert jobs_per_call(_context("auto", 1), use_gpu=True, jobs=40, workers=4) == 10  # every worker busy
-    assert jobs_per_call(_context("auto", 1), use_gpu=False, jobs=100, workers=2) == 2  # CPU: the local batch
+    assert jobs_per_call(_context("auto", 1), use_gpu=False, jobs=100, workers=2) == 1  # CPU: one image per batch
+    assert jobs_per_call(_context(1, 1), use_gpu=True, jobs=100, workers=2) == 1  # a lost call costs one job only

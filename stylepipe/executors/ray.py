@@ -64,14 +64,16 @@ def jobs_per_call(context: WorkerContext, use_gpu: bool, jobs: int, workers: int
     """Jobs per actor call, grouped as the local executor groups them: room for two device batches
     (a group split by picture size still fills one), but never so many that a worker sits idle.
 
-    A call is also the unit of load balancing, of re-queueing after a worker dies and of what a
-    stop (SIGTERM, --max-jobs) lets finish, so CPU workers keep the small local batches.
+    A call is also the unit of load balancing, of re-queueing after a worker dies (each job of a
+    lost call spends one of its `ray.max_retries`) and of what a stop (SIGTERM, --max-jobs) lets
+    finish, so where the device batch is one image (CPU workers) a call is one job.
     """
     configured = context.settings.batch_size
-    if configured == "auto" and use_gpu:
-        per_call = AUTO_GPU_JOBS_PER_CALL
+    if configured == "auto":
+        batch = AUTO_GPU_JOBS_PER_CALL // 2 if use_gpu else context.batch_size
     else:
-        per_call = 2 * (int(configured) if configured != "auto" else context.batch_size)
+        batch = int(configured)
+    per_call = 1 if batch <= 1 else 2 * batch
     return max(1, min(per_call, math.ceil(jobs / max(1, workers))))
 
 
