@@ -189,12 +189,15 @@ class _BatchLBFGS:
     the history twice in a few batched matrix products instead of 4·m vector operations per image.
     Per-image masks replace the per-image branches: `active` (not yet converged), the tracker's
     `diverged`, `moving` (took a step this round). Nothing here reads a value back to the host.
+    Round r can have stored at most r − 1 pairs, in slots 0 … r − 2 (the ring only wraps once
+    full), so the first m rounds work on that window alone: a host-side count, no sync.
     """
 
     def __init__(self, image: torch.Tensor, lr: float, history: int) -> None:
         batch, numel = image.shape[0], image[0].numel()
         options = {"device": image.device, "dtype": image.dtype}
         self.lr, self.m = lr, history
+        self.rounds = 0  # calls of `propose`
         self.s = torch.zeros(batch, history, numel, **options)
         self.y = torch.zeros(batch, history, numel, **options)
         self.ro = torch.zeros(batch, history, **options)
@@ -219,9 +222,11 @@ class _BatchLBFGS:
         """The update of every image, (B, N): zero for those that stopped; sets `moving`."""
         calls = self.active & ~diverged
         self.iterations += calls.long()
+        self.rounds += 1
+        window = min(self.m, max(1, self.rounds - 1))  # slots that can hold a pair by now
         first = calls & (self.iterations == 1)
-        sg, yg = self._remember(grad, calls & ~first)
-        d = self._direction(grad, sg, yg)
+        sg, yg = self._remember(grad, calls & ~first, window)
+        d = self._direction(grad, sg, yg, window)
         self.prev_grad = torch.where(calls[:, None], grad, self.prev_grad)
         self.prev_loss = torch.where(calls, loss.to(self.prev_loss.dtype), self.prev_loss)
         first_t = (1.0 / grad.abs().sum(dim=1)).clamp(max=1.0) * self.lr  # torch: a tiny first step
@@ -229,7 +234,7 @@ class _BatchLBFGS:
         downhill = ~((grad * d).sum(dim=1) > -_TOLERANCE_CHANGE)  # not "> -tol": NaN goes on, as in torch
         self.active &= ~(calls & ~downhill)
         self.moving = calls & downhill
-        return torch.where(self.moving[:, None], d * t[:, None], torch.zeros_like(d))
+        return torch.where(self.moving[:, None], d * t[:, None], 0.0)  # where, not a product: d may be NaN
 
     def apply(self, image: torch.Tensor, update: torch.Tensor) -> None:
         """Take the step projected onto [0, 1]; remember what was actually taken."""
@@ -247,9 +252,9 @@ class _BatchLBFGS:
         still = (loss.to(self.prev_loss.dtype) - self.prev_loss).abs() < _TOLERANCE_CHANGE
         self.active &= ~(self.moving & (self.iterations > 1) & (flat | tiny | still))
 
-    def _remember(self, grad: torch.Tensor, curving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _remember(self, grad: torch.Tensor, curving: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Store each image's new (s, y) pair where y·s > 1e-10, update the Gram matrices, and
-        return s_i·g and y_i·g for every slot (one read of the history for both)."""
+        return s_i·g and y_i·g for every slot (one pass over each history tensor for all of it)."""
         y, s = grad - self.prev_grad, self.taken
         ys, yy = (y * s).sum(dim=1), (y * y).sum(dim=1)
         accept = curving & (ys > 1e-10)
@@ -260,41 +265,46 @@ class _BatchLBFGS:
         self.ro[rows, slot] = torch.where(accept, 1.0 / ys, self.ro[rows, slot])
         self.h_diag = torch.where(accept, ys / yy, self.h_diag)
         self.head = torch.where(accept, (slot + 1) % self.m, slot)
-        y_dots = torch.bmm(self.y, torch.stack([s, y, grad], dim=2))  # y_j·s, y_j·y, y_j·g
-        s_dots = torch.bmm(self.s, torch.stack([y, grad], dim=2))  # s_j·y, s_j·g
-        written = (self._slots == slot[:, None]) & accept[:, None]  # (B, m): the new pair's slot
-        self.sy = torch.where(written[:, :, None], y_dots[:, None, :, 0], self.sy)  # row k: s_k·y_j
-        self.sy = torch.where(written[:, None, :], s_dots[:, :, None, 0], self.sy)  # column k: s_j·y_k
-        self.yy = torch.where(written[:, :, None], y_dots[:, None, :, 1], self.yy)
-        self.yy = torch.where(written[:, None, :], y_dots[:, :, None, 1], self.yy)
+        y_dots = _dots(self.y[:, :k], s, y, grad)  # y_j·s, y_j·y, y_j·g
+        s_dots = _dots(self.s[:, :k], y, grad)  # s_j·y, s_j·g
+        written = (self._slots[:k] == slot[:, None]) & accept[:, None]  # (B, k): the new pair's slot
+        sy = torch.where(written[:, :, None], y_dots[:, None, :, 0], self.sy[:, :k, :k])  # its row: s_new·y_j
+        self.sy[:, :k, :k] = torch.where(written[:, None, :], s_dots[:, :, None, 0], sy)  # its column: s_j·y_new
+        yy = torch.where(written[:, :, None], y_dots[:, None, :, 1], self.yy[:, :k, :k])
+        self.yy[:, :k, :k] = torch.where(written[:, None, :], y_dots[:, :, None, 1], yy)
         return s_dots[:, :, 1], y_dots[:, :, 2]
 
-    def _direction(self, grad: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor) -> torch.Tensor:
+    def _direction(self, grad: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor, k: int) -> torch.Tensor:
         """The two-loop recursion d = −H·g, exactly, as two triangular solves.
 
         In chronological order (1 oldest), the first loop's α_i = ρ_i s_i·(−g − Σ_{j>i} α_j y_j)
         is the upper-triangular system α_i + ρ_i Σ_{j>i} (s_i·y_j) α_j = −ρ_i s_i·g. With
         d₀ = h·(−g − Σ α_j y_j), the second loop's c_i = α_i − β_i, β_i = ρ_i y_i·(d₀ + Σ_{j<i} c_j s_j),
         is the lower-triangular c_i + ρ_i Σ_{j<i} (s_j·y_i) c_j = α_i − ρ_i y_i·d₀, and d = d₀ + Σ c_j s_j.
-        Empty slots (ρ = 0) are identity rows: they get α = c = 0.
+        Empty slots (ρ = 0) are identity rows: they get α = c = 0. Works on the first k slots.
         """
-        m = self.m
-        order = (self.head[:, None] + self._slots) % m  # oldest → newest; empty slots first
-        ro, sg, yg = (v.gather(1, order) for v in (self.ro, sg, yg))
-        sy, yy = (_permute(matrix, order) for matrix in (self.sy, self.yy))
-        eye = torch.eye(m, device=grad.device, dtype=grad.dtype)
+        order = (self.head[:, None] + self._slots[:k]) % k  # oldest → newest; empty slots first
+        ro, sg, yg = (v.gather(1, order) for v in (self.ro[:, :k], sg, yg))
+        sy, yy = (_permute(matrix[:, :k, :k], order) for matrix in (self.sy, self.yy))
+        eye = torch.eye(k, device=grad.device, dtype=grad.dtype)
         alpha = torch.linalg.solve_triangular(eye + ro[:, :, None] * sy.triu(1), (-ro * sg)[:, :, None], upper=True)
         h = self.h_diag[:, None, None]
         y_d0 = h * (-yg[:, :, None] - torch.bmm(yy, alpha))
         c = torch.linalg.solve_triangular(eye + ro[:, :, None] * sy.transpose(1, 2).tril(-1),
                                           alpha - ro[:, :, None] * y_d0, upper=False)
         alpha_at, c_at = (torch.zeros_like(ro).scatter(1, order, v[:, :, 0]) for v in (alpha, c))  # back to slots
-        combined = -h[:, :, 0] * (grad + torch.bmm(alpha_at[:, None, :], self.y)[:, 0])
-        return combined + torch.bmm(c_at[:, None, :], self.s)[:, 0]
+        combined = -h[:, :, 0] * (grad + torch.bmm(alpha_at[:, None, :], self.y[:, :k])[:, 0])
+        return combined + torch.bmm(c_at[:, None, :], self.s[:, :k])[:, 0]
+
+
+def _dots(history: torch.Tensor, *vectors: torch.Tensor) -> torch.Tensor:
+    """(B, k, N) · each (B, N) → (B, k, len(vectors)): one read of the history for all of them.
+    The vectors are stacked as rows (a transposed operand costs nothing; a (B, N, 3) copy is slow)."""
+    return torch.einsum("bkn,bcn->bkc", history, torch.stack(vectors, dim=1))
 
 
 def _permute(matrix: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Rows and columns of a (B, m, m) matrix in each image's own slot order."""
+    """Rows and columns of a (B, k, k) matrix in each image's own slot order."""
     m = order.shape[1]
     rows = matrix.gather(1, order[:, :, None].expand(-1, -1, m))
     return rows.gather(2, order[:, None, :].expand(-1, m, -1))

@@ -28,7 +28,7 @@ def small_problem(gatys):
 
 
 @pytest.fixture()
-def fresh_extractor(gatys, monkeypatch):
+def fresh_extractor(gatys):
     """The session network, with compile state restored afterwards."""
     yield gatys
     gatys._compiled, gatys.compile_error = None, None
