@@ -43,7 +43,7 @@ REFERENCE_POOLING = "avg"
 CONTENT_LAYERS = ["relu4_2"]
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 CONTENT_WEIGHT = 1.0
-STYLE_WEIGHT = 1e5
+STYLE_WEIGHT = 200.0  # stylepipe's default since 1.1 (the paper's summed style term)
 
 
 # --- the machine --------------------------------------------------------------------------------

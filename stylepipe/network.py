@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,7 @@ from .suggest import did_you_mean
 
 Pooling = Literal["avg", "max"]
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]  # what nn.Conv2d accepts
+log = logging.getLogger("stylepipe.network")
 
 #: Convolutions per block of VGG19.
 _BLOCKS: tuple[int, ...] = (2, 2, 4, 4, 4)
@@ -114,11 +116,24 @@ class FeatureExtractor(nn.Module):
         self.trunk = _Truncated(weights, pooling)
         self.requires_grad_(False)
         self.eval()
+        self._compiled: Callable[..., dict[str, torch.Tensor]] | None = None
+        self.compile_error: str | None = None  # why compile_forward fell back to eager, if it did
 
     def forward(self, image: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
         """Run RGB in [0, 1], shape (B, 3, H, W), only as deep as the deepest of `taps`."""
-        wanted = set(taps)
+        wanted = tuple(sorted(set(taps)))
         last = _TAP_INDEX[deepest(wanted)]
+        if self._compiled is not None:
+            try:
+                return self._compiled(image, wanted, last)
+            except Exception as exc:  # noqa: BLE001 - a compiler failure must not fail the job
+                if is_out_of_memory(exc):
+                    raise
+                self.stop_compiling(exc)
+        return self._run(image, wanted, last)
+
+    def _run(self, image: torch.Tensor, wanted: tuple[str, ...], last: int) -> dict[str, torch.Tensor]:
+        """The tapped forward pass itself: what `compile_forward` compiles, as one graph."""
         out: dict[str, torch.Tensor] = {}
         x = self.trunk.input_stage(image)
         for index, layer in enumerate(self.trunk.layers):
@@ -130,9 +145,36 @@ class FeatureExtractor(nn.Module):
                 break
         return out
 
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    def compile_forward(self) -> FeatureExtractor:
+        """torch.compile the whole tapped forward, the function every loss evaluation calls.
+
+        Compiling happens at the first call of each shape; if it fails there (no compiler, an
+        unsupported backend), or later in the backward pass (see `stop_compiling`), the network
+        runs uncompiled and `compile_error` says why.
+        """
+        self._compiled = torch.compile(self._run)
+        self.compile_error = None
+        return self
+
+    def stop_compiling(self, exc: BaseException) -> None:
+        """Fall back to the uncompiled forward for good, saying why once."""
+        self._compiled = None
+        lines = str(exc).strip().splitlines()
+        self.compile_error = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+        log.warning("torch.compile failed (%s); running the network uncompiled", self.compile_error)
+
     def fingerprint(self) -> dict[str, str]:
         """What about the network changes its features: part of every cache key."""
         return network_fingerprint(self.network_id, self.weights_sha256, self.pooling)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Out of device memory: the caller halves its batch; never a reason to stop compiling."""
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 class _Normalize(nn.Module):
@@ -309,16 +351,6 @@ def network_fingerprint(network_id: str, weights_sha256: str, pooling: str) -> d
 def build_extractor(name: str, path: Path | None, pooling: Pooling, device: torch.device) -> FeatureExtractor:
     """Load, freeze and place the network once per run and device."""
     return FeatureExtractor(load_weights(name, path), pooling).to(device)
-
-
-def compile_extractor(extractor: FeatureExtractor) -> FeatureExtractor:
-    """torch.compile the extractor's own call, which is what every loss runs.
-
-    Compiling a sub-module would not do: forward walks the trunk's layers one by one, so a
-    compiled trunk object is never called. Each set of taps compiles once (a guard on them).
-    """
-    extractor.compile()
-    return extractor
 
 
 def random_weights(seed: int = 0, network_id: str = "vgg19-random") -> NetworkWeights:

@@ -8,8 +8,11 @@ A batch of N images is N independent problems solved side by side: one batched f
 backward pass per step, but each image has its own L-BFGS history, step and stopping test (an
 L-BFGS over the concatenated batch would couple them through a shared line search), its own
 NaN guard and its own best-so-far copy. So a batch gives the same result as N single runs, within
-float tolerance. The per-image L-BFGS follows torch.optim.LBFGS without line search, step for step,
-except that every step is projected onto the valid pictures (pixels in [0, 1]).
+float tolerance. The L-BFGS follows torch.optim.LBFGS without line search, step for step, except
+that every step is projected onto the valid pictures (pixels in [0, 1]). It is vectorised over the
+batch (`_BatchLBFGS`): per-image masks instead of per-image branches, the history as (B, m, N)
+tensors, and one host synchronisation per step whatever the batch size — on a GPU, a Python loop
+over images and history entries would set the speed, not the network.
 
 Why projection: an unconstrained iterate drifts outside [0, 1] where the network happily reads
 "brighter than white"; clamping only the result then leaves isolated over- and under-shot pixels
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -32,7 +36,7 @@ import torch.nn.functional as F
 
 from .errors import OptimizationError
 from .losses import LossTerm
-from .network import FeatureExtractor
+from .network import FeatureExtractor, is_out_of_memory
 from .targets import Targets
 
 OptimizerName = Literal["lbfgs", "adam"]
@@ -125,134 +129,244 @@ class OptimizeResult:
 
 
 class _Tracker:
-    """Counts evaluations and keeps, per image, the best iterate and whether it diverged."""
+    """Counts evaluations and keeps, per image, the best iterate and whether it diverged.
 
-    def __init__(self, batch: int, steps: int, on_step: StepCallback | None) -> None:
+    The bookkeeping stays on the device (`record`); the host learns the losses in `publish`, one
+    transfer per step, so a batch costs as many host synchronisations as a single image.
+    """
+
+    def __init__(self, image: torch.Tensor, steps: int, on_step: StepCallback | None) -> None:
+        batch = image.shape[0]
         self.steps = steps
         self.on_step = on_step
         self.evaluations = 0
         self.history: list[float] = []
-        self.best: torch.Tensor | None = None
-        self.best_loss = torch.full((batch,), float("inf"))
-        self.diverged = torch.zeros(batch, dtype=torch.bool)
+        self.best = image.detach().clone()
+        self.best_loss = torch.full((batch,), float("inf"), device=image.device)
+        self.diverged = torch.zeros(batch, dtype=torch.bool, device=image.device)
+        self.diverged_now: list[bool] = [False] * batch  # the host's copy, as of the last `publish`
+        self._losses: torch.Tensor | None = None
 
     def record(self, image: torch.Tensor, losses: torch.Tensor) -> None:
-        losses = losses.detach().float().cpu()
+        """Device-side only: the NaN guard and each image's best iterate so far."""
+        losses = losses.detach().float()
         self.evaluations += 1
         finite = torch.isfinite(losses)
         self.diverged |= ~finite
         better = finite & (losses < self.best_loss) & ~self.diverged
-        if self.best is None:
-            self.best = image.detach().clone()
-        if better.any():
-            index = better.nonzero().flatten().to(image.device)
-            self.best[index] = image.detach()[index]
-            self.best_loss[better] = losses[better]
-        total = float(losses[finite].sum()) if finite.any() else float("nan")
+        self.best = torch.where(better.view(-1, 1, 1, 1), image.detach(), self.best)
+        self.best_loss = torch.where(better, losses, self.best_loss)
+        self._losses = losses
+
+    def publish(self, extra: torch.Tensor | None = None) -> list[float]:
+        """The step's one host synchronisation: losses and diverged flags (plus `extra`, a solver's
+        flags) in a single transfer; appends to the history and reports progress."""
+        assert self._losses is not None, "publish follows record"
+        batch = self._losses.shape[0]
+        parts = [self._losses, self.diverged.float()] + ([extra.float().reshape(-1)] if extra is not None else [])
+        host = torch.cat(parts).tolist()
+        losses, self.diverged_now = host[:batch], [flag > 0 for flag in host[batch : 2 * batch]]
+        finite = [value for value in losses if math.isfinite(value)]
+        total = math.fsum(finite) if finite else float("nan")
         self.history.append(total)
         if self.on_step:
             self.on_step(self.evaluations, self.steps, total)
+        return host[2 * batch :]
 
     @property
     def done(self) -> bool:
-        return bool(self.diverged.all()) or self.evaluations >= self.steps
+        return all(self.diverged_now) or self.evaluations >= self.steps
 
 
-class _ImageLBFGS:
-    """torch.optim.LBFGS's update (no line search) for one image of a batch."""
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
+    """(B, …) → (B, N) in logical order, whatever the memory layout (channels-last gradients)."""
+    return tensor.reshape(tensor.shape[0], -1)
 
-    def __init__(self, lr: float, history: int) -> None:
-        self.lr = lr
-        self.history = history
-        self.dirs: list[torch.Tensor] = []
-        self.steps: list[torch.Tensor] = []
-        self.ro: list[torch.Tensor] = []
-        self.h_diag: torch.Tensor | float = 1.0
-        self.d: torch.Tensor | None = None
-        self.taken: torch.Tensor | None = None  # the last step actually made, after projection
-        self.t: float | torch.Tensor = lr
-        self.prev_grad: torch.Tensor | None = None
-        self.prev_loss = 0.0
-        self.iterations = 0
-        self.active = True
 
-    def step(self, grad: torch.Tensor, loss: float) -> torch.Tensor | None:
-        """The update to add to this image's pixels, or None once it has converged."""
-        self.iterations += 1
-        if self.iterations == 1:
-            d = grad.neg()
-        else:
-            y = grad - self.prev_grad
-            s = self.taken
-            ys = y.dot(s)
-            if ys > 1e-10:
-                if len(self.dirs) == self.history:
-                    self.dirs.pop(0), self.steps.pop(0), self.ro.pop(0)
-                self.dirs.append(y), self.steps.append(s), self.ro.append(1.0 / ys)
-                self.h_diag = ys / y.dot(y)
-            q = grad.neg()
-            alphas = [None] * len(self.dirs)
-            for i in range(len(self.dirs) - 1, -1, -1):
-                alphas[i] = self.steps[i].dot(q) * self.ro[i]
-                q.add_(self.dirs[i], alpha=-alphas[i])
-            d = q * self.h_diag
-            for i in range(len(self.dirs)):
-                beta = self.dirs[i].dot(d) * self.ro[i]
-                d.add_(self.steps[i], alpha=alphas[i] - beta)
-        self.prev_grad = grad.clone()
-        self.prev_loss = loss
-        self.t = min(1.0, 1.0 / float(grad.abs().sum())) * self.lr if self.iterations == 1 else self.lr
-        if grad.dot(d) > -_TOLERANCE_CHANGE:
-            self.active = False
-            return None
-        rms = float(d.pow(2).mean().sqrt()) * self.t
-        if rms > MAX_STEP_RMS:
-            self.t = self.t * MAX_STEP_RMS / rms
-        self.d = d
-        return d * self.t
+class _BatchLBFGS:
+    """torch.optim.LBFGS's update (no line search) for B independent images, as batched tensor ops.
 
-    def after(self, taken: torch.Tensor, grad: torch.Tensor, loss: float) -> None:
-        """Remember the projected step; torch's stopping tests: flat gradient, tiny step, no progress."""
-        self.taken = taken
-        if self.iterations == 1:
-            return  # the first step is deliberately tiny (1/|g|₁): in bf16 it may not move the loss at all
-        if (grad.abs().max() <= _TOLERANCE_GRAD or taken.abs().max() <= _TOLERANCE_CHANGE
-                or abs(loss - self.prev_loss) < _TOLERANCE_CHANGE):
-            self.active = False
+    Each image has its own history of (s, y) pairs: a ring buffer of m slots in (B, m, N) tensors,
+    with `ro` = 1/(y·s) per slot (0 marks an empty slot) and the small Gram matrices s_i·y_j and
+    y_i·y_j kept up to date one row and column per new pair. The two-loop recursion is rewritten
+    exactly as two triangular solves on those m × m matrices (see `_direction`), so a step reads
+    the history twice in a few batched matrix products instead of 4·m vector operations per image.
+    Per-image masks replace the per-image branches: `active` (not yet converged), the tracker's
+    `diverged`, `moving` (took a step this round). Nothing here reads a value back to the host.
+    Round r can have stored at most r − 1 pairs, in slots 0 … r − 2 (the ring only wraps once
+    full), so the first m rounds work on that window alone: a host-side count, no sync.
+    """
+
+    def __init__(self, image: torch.Tensor, lr: float, history: int) -> None:
+        batch, numel = image.shape[0], image[0].numel()
+        options = {"device": image.device, "dtype": image.dtype}
+        self.lr, self.m = lr, history
+        self.rounds = 0  # calls of `propose`
+        self.s = torch.zeros(batch, history, numel, **options)
+        self.y = torch.zeros(batch, history, numel, **options)
+        self.ro = torch.zeros(batch, history, **options)
+        self.sy = torch.zeros(batch, history, history, **options)  # sy[b, i, j] = s_i · y_j
+        self.yy = torch.zeros(batch, history, history, **options)  # yy[b, i, j] = y_i · y_j
+        self.head = torch.zeros(batch, dtype=torch.long, device=image.device)  # next slot; the oldest once full
+        self.h_diag = torch.ones(batch, **options)
+        self.prev_grad = torch.zeros(batch, numel, **options)
+        self.prev_loss = torch.zeros(batch, **options)
+        self.taken = torch.zeros(batch, numel, **options)  # the last step actually made, after projection
+        self.iterations = torch.zeros(batch, dtype=torch.long, device=image.device)
+        self.active = torch.ones(batch, dtype=torch.bool, device=image.device)
+        self.moving = torch.zeros(batch, dtype=torch.bool, device=image.device)
+        self._rows = torch.arange(batch, device=image.device)
+        self._slots = torch.arange(history, device=image.device)
+
+    def start(self, grad: torch.Tensor, diverged: torch.Tensor) -> None:
+        """Images that diverged or are already flat at the start never move."""
+        self.active = ~diverged & (grad.abs().amax(dim=1) > _TOLERANCE_GRAD)
+
+    def propose(self, grad: torch.Tensor, loss: torch.Tensor, diverged: torch.Tensor) -> torch.Tensor:
+        """The update of every image, (B, N): zero for those that stopped; sets `moving`."""
+        calls = self.active & ~diverged
+        self.iterations += calls.long()
+        self.rounds += 1
+        window = min(self.m, max(1, self.rounds - 1))  # slots that can hold a pair by now
+        first = calls & (self.iterations == 1)
+        sg, yg = self._remember(grad, calls & ~first, window)
+        d = self._direction(grad, sg, yg, window)
+        self.prev_grad = torch.where(calls[:, None], grad, self.prev_grad)
+        self.prev_loss = torch.where(calls, loss.to(self.prev_loss.dtype), self.prev_loss)
+        first_t = (1.0 / grad.abs().sum(dim=1)).clamp(max=1.0) * self.lr  # torch: a tiny first step
+        t = torch.where(first, first_t, torch.full_like(first_t, self.lr))
+        rms = d.pow(2).mean(dim=1).sqrt() * t
+        t = torch.where(rms > MAX_STEP_RMS, t * MAX_STEP_RMS / rms, t)  # the trust region
+        downhill = ~((grad * d).sum(dim=1) > -_TOLERANCE_CHANGE)  # not "> -tol": NaN goes on, as in torch
+        self.active &= ~(calls & ~downhill)
+        self.moving = calls & downhill
+        return torch.where(self.moving[:, None], d * t[:, None], 0.0)  # where, not a product: d may be NaN
+
+    def apply(self, image: torch.Tensor, update: torch.Tensor) -> None:
+        """Take the step projected onto [0, 1]; remember what was actually taken."""
+        with torch.no_grad():
+            before = _flat(image.detach())
+            after = (before + update).clamp(0.0, 1.0)
+            self.taken = torch.where(self.moving[:, None], after - before, self.taken)
+            image.copy_(after.view_as(image))
+
+    def after(self, grad: torch.Tensor, loss: torch.Tensor) -> None:
+        """torch's stopping tests after a step (flat gradient, tiny step, no loss change), skipped
+        after the first step: that one is deliberately tiny (1/|g|₁), in bf16 it may not move the loss."""
+        flat = grad.abs().amax(dim=1) <= _TOLERANCE_GRAD
+        tiny = self.taken.abs().amax(dim=1) <= _TOLERANCE_CHANGE
+        still = (loss.to(self.prev_loss.dtype) - self.prev_loss).abs() < _TOLERANCE_CHANGE
+        self.active &= ~(self.moving & (self.iterations > 1) & (flat | tiny | still))
+
+    def _remember(self, grad: torch.Tensor, curving: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store each image's new (s, y) pair where y·s > 1e-10, update the Gram matrices, and
+        return s_i·g and y_i·g for every slot (one pass over each history tensor for all of it)."""
+        y, s = grad - self.prev_grad, self.taken
+        ys, yy = (y * s).sum(dim=1), (y * y).sum(dim=1)
+        accept = curving & (ys > 1e-10)
+        slot = self.head
+        rows = self._rows
+        self.s[rows, slot] = torch.where(accept[:, None], s, self.s[rows, slot])
+        self.y[rows, slot] = torch.where(accept[:, None], y, self.y[rows, slot])
+        self.ro[rows, slot] = torch.where(accept, 1.0 / ys, self.ro[rows, slot])
+        self.h_diag = torch.where(accept, ys / yy, self.h_diag)
+        self.head = torch.where(accept, (slot + 1) % self.m, slot)
+        y_dots = _dots(self.y[:, :k], s, y, grad)  # y_j·s, y_j·y, y_j·g
+        s_dots = _dots(self.s[:, :k], y, grad)  # s_j·y, s_j·g
+        written = (self._slots[:k] == slot[:, None]) & accept[:, None]  # (B, k): the new pair's slot
+        sy = torch.where(written[:, :, None], y_dots[:, None, :, 0], self.sy[:, :k, :k])  # its row: s_new·y_j
+        self.sy[:, :k, :k] = torch.where(written[:, None, :], s_dots[:, :, None, 0], sy)  # its column: s_j·y_new
+        yy = torch.where(written[:, :, None], y_dots[:, None, :, 1], self.yy[:, :k, :k])
+        self.yy[:, :k, :k] = torch.where(written[:, None, :], y_dots[:, :, None, 1], yy)
+        return s_dots[:, :, 1], y_dots[:, :, 2]
+
+    def _direction(self, grad: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor, k: int) -> torch.Tensor:
+        """The two-loop recursion d = −H·g, exactly, as two triangular solves.
+
+        In chronological order (1 oldest), the first loop's α_i = ρ_i s_i·(−g − Σ_{j>i} α_j y_j)
+        is the upper-triangular system α_i + ρ_i Σ_{j>i} (s_i·y_j) α_j = −ρ_i s_i·g. With
+        d₀ = h·(−g − Σ α_j y_j), the second loop's c_i = α_i − β_i, β_i = ρ_i y_i·(d₀ + Σ_{j<i} c_j s_j),
+        is the lower-triangular c_i + ρ_i Σ_{j<i} (s_j·y_i) c_j = α_i − ρ_i y_i·d₀, and d = d₀ + Σ c_j s_j.
+        Empty slots (ρ = 0) are identity rows: they get α = c = 0. Works on the first k slots.
+        """
+        order = (self.head[:, None] + self._slots[:k]) % k  # oldest → newest; empty slots first
+        ro, sg, yg = (v.gather(1, order) for v in (self.ro[:, :k], sg, yg))
+        sy, yy = (_permute(matrix[:, :k, :k], order) for matrix in (self.sy, self.yy))
+        eye = torch.eye(k, device=grad.device, dtype=grad.dtype)
+        alpha = torch.linalg.solve_triangular(eye + ro[:, :, None] * sy.triu(1), (-ro * sg)[:, :, None], upper=True)
+        h = self.h_diag[:, None, None]
+        y_d0 = h * (-yg[:, :, None] - torch.bmm(yy, alpha))
+        c = torch.linalg.solve_triangular(eye + ro[:, :, None] * sy.transpose(1, 2).tril(-1),
+                                          alpha - ro[:, :, None] * y_d0, upper=False)
+        alpha_at, c_at = (torch.zeros_like(ro).scatter(1, order, v[:, :, 0]) for v in (alpha, c))  # back to slots
+        combined = -h[:, :, 0] * (grad + torch.bmm(alpha_at[:, None, :], self.y[:, :k])[:, 0])
+        return combined + torch.bmm(c_at[:, None, :], self.s[:, :k])[:, 0]
+
+
+def _dots(history: torch.Tensor, *vectors: torch.Tensor) -> torch.Tensor:
+    """(B, k, N) · each (B, N) → (B, k, len(vectors)): one read of the history for all of them.
+    The vectors are stacked as rows (a transposed operand costs nothing; a (B, N, 3) copy is slow)."""
+    return torch.einsum("bkn,bcn->bkc", history, torch.stack(vectors, dim=1))
+
+
+def _permute(matrix: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Rows and columns of a (B, k, k) matrix in each image's own slot order."""
+    m = order.shape[1]
+    rows = matrix.gather(1, order[:, :, None].expand(-1, -1, m))
+    return rows.gather(2, order[:, None, :].expand(-1, m, -1))
+
+
+def lbfgs_history_size(settings: OptimizeSettings) -> int:
+    """Slots actually needed: a run of k evaluations stores at most k − 1 pairs."""
+    return max(1, min(settings.lbfgs_history, settings.steps - 1))
+
+
+def solver_bytes_per_image(numel: int, settings: OptimizeSettings) -> int:
+    """Device memory the optimiser holds per image beyond the network: the L-BFGS history
+    (2·m·N float32) plus its N-sized work vectors, or Adam's two moments."""
+    if settings.optimizer != "lbfgs":
+        return 4 * numel * 4
+    return (2 * lbfgs_history_size(settings) + 8) * numel * 4
 
 
 def _evaluate(image: torch.Tensor, objective: Objective, tracker: _Tracker) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batched forward + backward: per-image losses and gradients."""
-    image.grad = None
-    losses = objective.total(objective.parts(image))
+    """One batched forward + backward: per-image losses (B,) and flat gradients (B, N)."""
+    losses = _forward_backward(image, objective)
     tracker.record(image, losses)
-    finite = torch.isfinite(losses)
-    torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
-    return losses.detach(), image.grad.detach()
+    return losses, _flat(image.grad.detach())
+
+
+def _forward_backward(image: torch.Tensor, objective: Objective) -> torch.Tensor:
+    """Losses and `image.grad`. torch.compile builds the backward graph at the first backward
+    pass, so a compiled network that fails there falls back to eager and the pass is redone."""
+    while True:
+        image.grad = None
+        losses = objective.total(objective.parts(image))
+        finite = torch.isfinite(losses)
+        try:
+            torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
+            return losses.detach()
+        except Exception as exc:
+            extractor = objective.extractor
+            if extractor is None or not getattr(extractor, "compiled", False) or is_out_of_memory(exc):
+                raise
+            extractor.stop_compiling(exc)
 
 
 def _run_lbfgs(image: torch.Tensor, objective: Objective, settings: OptimizeSettings, tracker: _Tracker) -> None:
     lr = settings.lr if settings.lr is not None else DEFAULT_LR["lbfgs"]
-    solvers = [_ImageLBFGS(lr, settings.lbfgs_history) for _ in range(image.shape[0])]
+    solver = _BatchLBFGS(image, lr, lbfgs_history_size(settings))
     losses, grads = _evaluate(image, objective, tracker)
-    for i, solver in enumerate(solvers):
-        if tracker.diverged[i] or grads[i].abs().max() <= _TOLERANCE_GRAD:
-            solver.active = False
-    while not tracker.done:
-        taken: dict[int, torch.Tensor] = {}
-        with torch.no_grad():
-            for i, solver in enumerate(solvers):
-                if solver.active and not tracker.diverged[i]:
-                    update = solver.step(grads[i].flatten(), float(losses[i]))
-                    if update is not None:
-                        before = image[i].detach().clone()
-                        image[i].add_(update.view_as(image[i])).clamp_(0.0, 1.0)  # the projected step
-                        taken[i] = (image[i] - before).flatten()
-        if not taken:
-            break  # every image converged or diverged
+    solver.start(grads, tracker.diverged)
+    while True:
+        last = tracker.evaluations >= settings.steps
+        update = None if last else solver.propose(grads, losses, tracker.diverged)
+        moving = tracker.publish(None if update is None else solver.moving.any())  # the step's one sync
+        if update is None or tracker.done or not moving[0]:
+            break  # out of steps, every image diverged, or every image converged
+        solver.apply(image, update)
         losses, grads = _evaluate(image, objective, tracker)
-        for i, step in taken.items():
-            solvers[i].after(step, grads[i].flatten(), float(losses[i]))
+        solver.after(grads, losses)
 
 
 def _run_adam(image: torch.Tensor, objective: Objective, settings: OptimizeSettings, tracker: _Tracker) -> None:
@@ -261,12 +375,12 @@ def _run_adam(image: torch.Tensor, objective: Objective, settings: OptimizeSetti
     while not tracker.done:
         optimizer.zero_grad(set_to_none=True)
         _evaluate(image, objective, tracker)
+        tracker.publish()
         optimizer.step()
         with torch.no_grad():
             image.clamp_(0.0, 1.0)  # projected gradient: Adam's steps stay valid pictures
-            frozen = tracker.diverged.to(image.device)
-            if frozen.any():  # a diverged image stays at its best; the others go on
-                image[frozen] = tracker.best[frozen]
+            if any(tracker.diverged_now):  # a diverged image stays at its best; the others go on
+                image.copy_(torch.where(tracker.diverged.view(-1, 1, 1, 1), tracker.best, image))
 
 
 def optimize(init: torch.Tensor, objective: Objective, settings: OptimizeSettings, on_step: StepCallback | None = None) -> OptimizeResult:
@@ -279,17 +393,17 @@ def optimize(init: torch.Tensor, objective: Objective, settings: OptimizeSetting
         raise ValueError("steps must be at least 1")
     objective = replace(objective, precision=settings.precision)
     image = init.detach().clamp(0.0, 1.0).requires_grad_(True)  # start, like every step, in range
-    tracker = _Tracker(image.shape[0], settings.steps, on_step)
+    tracker = _Tracker(image, settings.steps, on_step)
     runner = _run_lbfgs if settings.optimizer == "lbfgs" else _run_adam
     runner(image, objective, settings, tracker)
-    if tracker.diverged.any() and settings.precision != "fp32":
+    if any(tracker.diverged_now) and settings.precision != "fp32":
         log.warning("loss not finite in %s; redoing this batch in float32", settings.precision)
         return optimize(init, objective, replace(settings, precision="fp32"), on_step)
-    never_finite = torch.isinf(tracker.best_loss)
-    if never_finite.any():
+    best_losses = tracker.best_loss.tolist()
+    if any(math.isinf(loss) for loss in best_losses):
         raise OptimizationError("the loss was not finite from the first step; lower the weights or learning rate")
     return OptimizeResult(tracker.best.clamp(0.0, 1.0), tracker.evaluations, tracker.history,
-                          tracker.diverged.tolist(), tracker.best_loss.tolist())
+                          list(tracker.diverged_now), best_losses)
 
 
 # --- coarse to fine ------------------------------------------------------------------------------

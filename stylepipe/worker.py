@@ -24,8 +24,9 @@ from .events import NullEvents, RunEvents
 from .history import LossHistory, RecordingObjective
 from .images import MIN_SIDE, load_image, read_exif, resize, save_image, target_size
 from .losses import LossTerm
-from .network import FeatureExtractor, compile_extractor
-from .optimize import Objective, content_targets, initial_image, optimize, optimize_pyramid, resample
+from .network import FeatureExtractor
+from .optimize import (Objective, OptimizeSettings, content_targets, initial_image, optimize, optimize_pyramid, resample,
+                       solver_bytes_per_image)
 from .plan import Job, RunSettings, sidecar_path
 from .postprocess import postprocess
 from .report import ItemReport, write_json_atomic
@@ -95,7 +96,18 @@ def resolve_batch_size(configured: int | str, device: torch.device, settings: Ru
     if configured != "auto":
         return int(configured)
     side = settings.size_max_side or int(settings.size_max_pixels ** 0.5)  # type: ignore[operator]
-    per_image = _BYTES_PER_PIXEL * side * side
+    return auto_batch_size(device, side, settings.optimize)
+
+
+def bytes_per_image(side: int, optimize: OptimizeSettings) -> int:
+    """Memory one image of a batch needs: the activations kept for the backward pass, plus the
+    optimiser's state — the L-BFGS history alone is 2·m·N float32, ≈ 1.2 KB per pixel at m = 50."""
+    return _BYTES_PER_PIXEL * side * side + solver_bytes_per_image(3 * side * side, optimize)
+
+
+def auto_batch_size(device: torch.device, side: int, optimize: OptimizeSettings) -> int:
+    """The largest batch of side × side images that fits in half the free memory, at most 64."""
+    per_image = bytes_per_image(side, optimize)
     if device.type != "cuda":
         free = _free_memory()
         return max(1, min(_AUTO_CPU_BATCH, int(free * 0.5 // per_image)))
@@ -112,11 +124,14 @@ def _free_memory() -> int:
 
 
 def tune_for_device(extractor: FeatureExtractor, device: torch.device, compile_network: bool) -> FeatureExtractor:
-    """On CUDA channels-last convolutions and cuDNN autotuning; torch.compile wherever asked."""
+    """On CUDA channels-last convolutions and cuDNN autotuning; torch.compile wherever asked
+    (`FeatureExtractor.compile_forward` compiles the call every loss makes, and falls back to eager)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         extractor = extractor.to(memory_format=torch.channels_last)
-    return compile_extractor(extractor) if compile_network else extractor
+    if compile_network:
+        extractor.compile_forward()
+    return extractor
 
 
 def _output_size(job: Job, settings: RunSettings, content: torch.Tensor | None) -> tuple[int, int]:

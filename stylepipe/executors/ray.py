@@ -54,11 +54,29 @@ from .local import job_groups
 log = logging.getLogger("stylepipe")
 
 INSTALL_HINT = "pip install 'stylepipe[ray]'"
-#: Jobs per actor call. A batch is the unit of load balancing, of re-queueing after a worker
-#: dies and of what a stop (SIGTERM, --max-jobs) lets finish; a job takes seconds to minutes, so
-#: the round trip per call is not worth saving. Raise it once `process_batch` optimises a batch
-#: of same-sized images together on a GPU.
-DEFAULT_BATCH_SIZE = 1
+#: Jobs per actor call on GPU workers when `optimize.batch_size` is `auto`: the driver cannot see
+#: an actor's free device memory, so it sends enough jobs for a large batch and the actor splits
+#: them into the batches its own memory allows (`worker.auto_batch_size`, halved on OOM).
+AUTO_GPU_JOBS_PER_CALL = 32
+
+
+def jobs_per_call(context: WorkerContext, use_gpu: bool, jobs: int, workers: int) -> int:
+    """Jobs per actor call, grouped as the local executor groups them: room for two device batches
+    (a group split by picture size still fills one), but never so many that a worker sits idle.
+
+    A call is also the unit of load balancing, of re-queueing after a worker dies (each job of a
+    lost call spends one of its `ray.max_retries`) and of what a stop (SIGTERM, --max-jobs) lets
+    finish, so where the device batch is one image (CPU workers) a call is one job.
+    """
+    configured = context.settings.batch_size
+    if configured == "auto":
+        batch = AUTO_GPU_JOBS_PER_CALL // 2 if use_gpu else context.batch_size
+    else:
+        batch = int(configured)
+    per_call = 1 if batch <= 1 else 2 * batch
+    return max(1, min(per_call, math.ceil(jobs / max(1, workers))))
+
+
 #: Seconds between checks for a stop request while waiting on workers.
 _POLL_S = 0.5
 
@@ -156,10 +174,10 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, config: RayConfig | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(self, config: RayConfig | None = None, *, batch_size: int | None = None) -> None:
         import_ray()  # fail before any planning or target computation when Ray is missing
         self.config = config or RayConfig()
-        self.batch_size = max(1, batch_size)
+        self.batch_size = max(1, batch_size) if batch_size is not None else None  # None: `jobs_per_call`
 
     def run(self, jobs: Sequence[Job], context: WorkerContext, events: RunEvents) -> Iterator[ItemReport]:
         if not jobs:
@@ -211,7 +229,7 @@ class _Dispatcher:
     """One run's bookkeeping: queued batches, actors starting or idle, one batch in flight per
     ready actor, and deaths per job."""
 
-    def __init__(self, ray: ModuleType, cfg: RayConfig, batch_size: int, context: WorkerContext, events: RunEvents,
+    def __init__(self, ray: ModuleType, cfg: RayConfig, batch_size: int | None, context: WorkerContext, events: RunEvents,
                  fixed_size: bool = False) -> None:
         self.ray, self.cfg, self.context, self.events = ray, cfg, context, events
         self.batch_size = batch_size
@@ -253,7 +271,8 @@ class _Dispatcher:
         ray = self.ray
         plugin_namespace()
         self.spec_ref = ray.put(_targets_on(self.spec, torch.device("cpu")))  # once, for every actor
-        self.pending.extend(batches(jobs, self.batch_size))
+        size = self.batch_size or jobs_per_call(self.context, self.use_gpu, len(jobs), self.workers)
+        self.pending.extend(batches(jobs, size))
         self.workers = min(self.workers, len(self.pending))
         try:
             while True:
