@@ -31,9 +31,6 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (CONTENT_DIR, CONTENT_LAYERS, CONTENT_WEIGHT, DEFAULT_STYLE, REFERENCE_NETWORK,  # noqa: E402
-                     REFERENCE_POOLING, RESULTS, STYLE_LAYERS, STYLE_WEIGHT, markdown_table, vgg_step_flops, write_result)
-
 from stylepipe.images import load_image, resize  # noqa: E402
 from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams  # noqa: E402
 from stylepipe.network import FeatureExtractor, build_extractor, is_out_of_memory  # noqa: E402
@@ -41,6 +38,21 @@ from stylepipe.optimize import Objective, OptimizeSettings, content_targets, opt
 from stylepipe.styles import WeightedImage  # noqa: E402
 from stylepipe.targets import StyleSizing, Targets, compute_targets  # noqa: E402
 from stylepipe.worker import auto_batch_size, tune_for_device  # noqa: E402
+
+from _common import (  # noqa: E402
+    CONTENT_DIR,
+    CONTENT_LAYERS,
+    CONTENT_WEIGHT,
+    DEFAULT_STYLE,
+    REFERENCE_NETWORK,
+    REFERENCE_POOLING,
+    RESULTS,
+    STYLE_LAYERS,
+    STYLE_WEIGHT,
+    markdown_table,
+    vgg_step_flops,
+    write_result,
+)
 
 BASELINE = "torch.optim.LBFGS"
 STYLEPIPE = "stylepipe"

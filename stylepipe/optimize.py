@@ -29,7 +29,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +87,7 @@ class Objective:
 
     def total(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Weighted per-image total, shape (B,)."""
-        return sum(term.weight * parts[term.name] for term in self.terms)
+        return cast(torch.Tensor, sum(term.weight * parts[term.name] for term in self.terms))
 
     @torch.no_grad()
     def evaluate(self, image: torch.Tensor) -> dict[str, list[float]]:
@@ -199,19 +199,19 @@ class _BatchLBFGS:
 
     def __init__(self, image: torch.Tensor, lr: float, history: int) -> None:
         batch, numel = image.shape[0], image[0].numel()
-        options = {"device": image.device, "dtype": image.dtype}
+        device, dtype = image.device, image.dtype
         self.lr, self.m = lr, history
         self.rounds = 0  # calls of `propose`
-        self.s = torch.zeros(batch, history, numel, **options)
-        self.y = torch.zeros(batch, history, numel, **options)
-        self.ro = torch.zeros(batch, history, **options)
-        self.sy = torch.zeros(batch, history, history, **options)  # sy[b, i, j] = s_i · y_j
-        self.yy = torch.zeros(batch, history, history, **options)  # yy[b, i, j] = y_i · y_j
-        self.head = torch.zeros(batch, dtype=torch.long, device=image.device)  # next slot; the oldest once full
-        self.h_diag = torch.ones(batch, **options)
-        self.prev_grad = torch.zeros(batch, numel, **options)
-        self.prev_loss = torch.zeros(batch, **options)
-        self.taken = torch.zeros(batch, numel, **options)  # the last step actually made, after projection
+        self.s = torch.zeros(batch, history, numel, device=device, dtype=dtype)
+        self.y = torch.zeros(batch, history, numel, device=device, dtype=dtype)
+        self.ro = torch.zeros(batch, history, device=device, dtype=dtype)
+        self.sy = torch.zeros(batch, history, history, device=device, dtype=dtype)  # sy[b, i, j] = s_i · y_j
+        self.yy = torch.zeros(batch, history, history, device=device, dtype=dtype)  # yy[b, i, j] = y_i · y_j
+        self.head = torch.zeros(batch, dtype=torch.long, device=device)  # next slot; the oldest once full
+        self.h_diag = torch.ones(batch, device=device, dtype=dtype)
+        self.prev_grad = torch.zeros(batch, numel, device=device, dtype=dtype)
+        self.prev_loss = torch.zeros(batch, device=device, dtype=dtype)
+        self.taken = torch.zeros(batch, numel, device=device, dtype=dtype)  # the last step actually made, after projection
         self.iterations = torch.zeros(batch, dtype=torch.long, device=image.device)
         self.active = torch.ones(batch, dtype=torch.bool, device=image.device)
         self.moving = torch.zeros(batch, dtype=torch.bool, device=image.device)
@@ -333,6 +333,7 @@ def _evaluate(image: torch.Tensor, objective: Objective, tracker: _Tracker) -> t
     """One batched forward + backward: per-image losses (B,) and flat gradients (B, N)."""
     losses = _forward_backward(image, objective)
     tracker.record(image, losses)
+    assert image.grad is not None  # _forward_backward ran backward through the image
     return losses, _flat(image.grad.detach())
 
 
@@ -462,7 +463,7 @@ def optimize_pyramid(
     full = (init.shape[-2], init.shape[-1])
     sizes = pyramid.sizes(full)
     counts = pyramid.split(settings.steps, len(sizes))
-    image, done, history = init, 0, []
+    done, history = 0, []
     result: OptimizeResult | None = None
     for size, steps in zip(sizes, counts):
         start = resample(init if result is None else result.image, size)

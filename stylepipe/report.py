@@ -33,7 +33,7 @@ class ItemReport:
     status: Status
     error: str | None = None
     seconds: float = 0.0
-    loss: dict[str, float] | None = None
+    loss: dict[str, float | None] | None = None  # null: a side the mode does not use
     steps: int = 0
     job: int = -1
     history: dict[str, list[float | None]] | None = None  # downsampled loss curve: step, total, each term

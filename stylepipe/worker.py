@@ -8,13 +8,13 @@ for a job's own problems — it returns failed ItemReports naming the file and t
 
 from __future__ import annotations
 
-import json
-import os
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -25,10 +25,19 @@ from .history import LossHistory, RecordingObjective
 from .images import MIN_SIDE, load_image, read_exif, resize, save_image, target_size
 from .losses import LossTerm
 from .network import FeatureExtractor
-from .optimize import (Objective, OptimizeSettings, content_targets, initial_image, optimize, optimize_pyramid, resample,
-                       solver_bytes_per_image)
+from .optimize import (
+    Objective,
+    OptimizeSettings,
+    Precision,
+    content_targets,
+    initial_image,
+    optimize,
+    optimize_pyramid,
+    resample,
+    solver_bytes_per_image,
+)
 from .plan import Job, RunSettings, sidecar_path
-from .postprocess import postprocess
+from .postprocess import ColorSpace, postprocess
 from .report import ItemReport, write_json_atomic
 from .targets import Targets
 
@@ -261,7 +270,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     first = chunk[0].job
     height, width = chunk[0].size
     has_content = chunk[0].content is not None
-    content = torch.stack([r.content for r in chunk]).to(ctx.device) if has_content else None
+    content = torch.stack([r.content for r in chunk if r.content is not None]).to(ctx.device) if has_content else None
     style = ctx.style_targets.get(first.style_label, {}) if first.style else {}
     terms = list(first.sweep.terms) if first.sweep else ctx.terms  # a reconstruction sweep step has its own
 
@@ -280,7 +289,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
                       settings.noise)
         for i in range(len(chunk))
     ]).to(ctx.device)
-    optimize_settings = replace(settings.optimize, precision=ctx.precision)
+    optimize_settings = replace(settings.optimize, precision=cast(Precision, ctx.precision))
 
     def on_step(i: int, n: int, loss: float) -> None:
         history.on_step(i, n, loss)
@@ -292,7 +301,8 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
                                   optimize_settings, settings.pyramid, on_step)
     else:
         result = optimize(init, full_size, optimize_settings, on_step)
-    final = postprocess(result.image, content, settings.preserve_colors if content is not None else None)
+    colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
+    final = postprocess(result.image, content, colours)
     values = full_size.evaluate(final)
     seconds = (time.perf_counter() - start) / len(chunk)  # a batch's time, shared by its images
     curves = history.curves()

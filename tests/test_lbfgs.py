@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from lbfgs_reference import reference_lbfgs
 
 from stylepipe.images import load_image, resize
 from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, StyleParams
@@ -15,7 +16,6 @@ from stylepipe.styles import WeightedImage
 from stylepipe.targets import StyleSizing, compute_targets
 
 from conftest import sample
-from lbfgs_reference import reference_lbfgs
 
 CPU = torch.device("cpu")
 
