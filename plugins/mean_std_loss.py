@@ -50,9 +50,8 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field, field_validator
 
-from stylepipe.errors import ConfigError
 from stylepipe.losses import Features, LossTerm, TensorDict, TermParams, per_image_mse
-from stylepipe.network import check_layers
+from stylepipe.network import layer_list
 from stylepipe.registry import register_loss
 
 #: Added to the variance before the square root, as AdaIN does: keeps the gradient of a dead
@@ -80,13 +79,7 @@ class MeanStdParams(TermParams):
     @field_validator("layers")
     @classmethod
     def _known_layers(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one layer is needed")
-        try:
-            check_layers(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return layer_list(value)
 
 
 @register_loss("mean_std")

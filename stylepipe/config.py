@@ -192,15 +192,9 @@ class ReconstructConfig(Strict):
     @field_validator("layers")
     @classmethod
     def _known_layers(cls, value: list[str]) -> list[str]:
-        from .network import check_layers
+        from .network import layer_list
 
-        if not value:
-            raise ValueError("at least one layer is needed")
-        try:
-            check_layers(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return layer_list(value)
 
 
 class PipelineConfig(Strict):

@@ -134,16 +134,9 @@ class LayeredParams(TermParams):
     @field_validator("layers")
     @classmethod
     def _not_empty(cls, value: list[str]) -> list[str]:
-        from .errors import ConfigError
-        from .network import check_layers
+        from .network import layer_list
 
-        if not value:
-            raise ValueError("at least one layer is needed")
-        try:
-            check_layers(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return layer_list(value)
 
 
 class ContentParams(LayeredParams):
