@@ -136,9 +136,9 @@ def merge_items(reports: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for report in reports:  # oldest first: later reports overwrite
         for left in report.get("remaining") or []:
-            merged.setdefault((left.get("content", "-"), left.get("style", "-")), {**left, "status": "remaining", "job": -1})
+            merged.setdefault((left.get("content") or "-", left.get("style") or "-"), {**left, "status": "remaining", "job": -1})
         for item in report["items"]:
-            key = (item.get("content", "-"), item.get("style", "-"))
+            key = (item.get("content") or "-", item.get("style") or "-")
             previous = merged.get(key)
             if item["status"] == "skipped" and previous and previous["status"] in ("done", "failed"):
                 continue  # skipped means done earlier: keep the earlier run's numbers
@@ -206,8 +206,8 @@ def _cell(item: Mapping[str, Any], links: _Links, out_dir: Path) -> Cell:
     return Cell(
         job=int(item.get("job", -1)),
         status=status,
-        content=item.get("content", "-"),
-        style=item.get("style", "-"),
+        content=item.get("content") or "-",  # null: a palette or a style reconstruction has no photo
+        style=item.get("style") or "-",
         picture=links.picture(output),
         error=item.get("error"),
         seconds=item.get("seconds") if status == "done" else None,

@@ -176,8 +176,8 @@ def _write_page(out_dir: Path, report_path: Path, default_name: str, events: Run
             page_for_folder(out_dir)  # every run's report in the folder (shards included) on one page
         else:
             page_for_report(report_path, out_dir)
-    except (OSError, ValueError, StylepipeError) as exc:  # e.g. a damaged report of another shard
-        events.warning(f"report page not written: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the outputs and report.json are written: a page bug must not fail the run
+        events.warning(f"report page not written: {type(exc).__name__}: {exc}")
 
 
 def skipped_item(plan: Plan, job: Job) -> ItemReport:

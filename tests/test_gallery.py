@@ -113,6 +113,15 @@ def test_thumbnails_are_made_once_and_skipped_jobs_keep_their_numbers(tmp_path: 
     assert re.search(r'class="loss">content [0-9.e+-]+ · style [0-9.e+-]+ · total', page)
 
 
+def test_jobs_without_a_photo_or_a_style_have_their_row_and_column(tmp_path: Path) -> None:
+    """Palettes and style reconstructions report `content: null`, content reconstructions `style: null`."""
+    report = {"items": [
+        {"content": None, "style": "starry_night", "output": None, "status": "failed", "error": "a palette", "job": 0},
+        {"content": "/photos/cat.jpg", "style": None, "output": None, "status": "failed", "error": "a rebuild", "job": 1}]}
+    html = render_page(build_sheet([report], tmp_path, tmp_path))
+    assert "(no content photo)" in html and "cat.jpg" in html and "a palette" in html and "a rebuild" in html
+
+
 def test_names_and_messages_are_escaped(tmp_path: Path) -> None:
     report = {"items": [{"content": "/photos/<script>.jpg", "style": 'x" onmouseover="alert(1)', "output": None,
                          "status": "failed", "error": "<b>bold</b> & broken", "job": 0}]}
