@@ -107,7 +107,7 @@ def test_validate_good_pipeline(project: Path) -> None:
     path = write(project, GOOD)
     result = invoke("validate", path)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"{path}: valid — 1 job(s), 2 loss term(s)"
+    assert result.stdout.strip() == f"{path}: valid — 1 job(s), 3 loss term(s)"
     assert result.stderr == ""
 
 
