@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--skip-pastiche", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the full-size outputs here")
+    parser.add_argument("--render-from", type=Path, default=None,
+                        help="only re-render the page from a kept --workdir (whatever styles it finished)")
     args = parser.parse_args(argv)
+    if args.render_from:
+        return render_from(args.render_from, args.size)
     contents = sorted(CONTENT_DIR.glob("*.jpg"))
     styles = sorted(STYLE_DIR.glob("*.jpg"))
     cells: dict[str, dict[str, dict[str, object]]] = {}
@@ -93,6 +97,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def render_from(work: Path, size: int) -> int:
+    """The page from a kept workdir: stylepipe's reports, pastiche's PNGs (its per-picture time is
+    the gap between consecutive outputs' modification times, as its processes ran one after the
+    other), and the palettes' reports. Styles the run did not reach are left out."""
+    contents = sorted(CONTENT_DIR.glob("*.jpg"))
+    styles = [s for s in sorted(STYLE_DIR.glob("*.jpg")) if (work / s.stem / "report.json").exists()]
+    cells: dict[str, dict[str, dict[str, object]]] = {}
+    palettes: list[tuple[str, str, float]] = []
+    for style in styles:
+        judge = HeldOutScore(style, size)
+        report = json.loads((work / style.stem / "report.json").read_text())
+        done = [item for item in report["items"] if item["status"] == "done"]
+        per_image = report["summary"]["seconds"] / max(1, len(done))
+        for item in done:
+            content, output = Path(item["content"]), Path(item["output"])
+            cells.setdefault(content.stem, {})[style.stem] = {
+                "stylepipe": _small(output, f"{content.stem}__{style.stem}"), "stylepipe_s": per_image,
+                "stylepipe_score": judge.score(output, content).as_dict()}
+        previous = (work / style.stem / "report.json").stat().st_mtime
+        for content in contents:
+            output = work / f"pastiche-{style.stem}" / f"{content.stem}__{style.stem}.png"
+            if not output.exists():
+                break
+            finished = output.stat().st_mtime
+            cells[content.stem][style.stem].update(
+                pastiche=_small(output, f"{content.stem}__{style.stem}__pastiche"), pastiche_s=finished - previous,
+                pastiche_score=judge.score(output, content).as_dict())
+            previous = finished
+        palette = work / f"palette-{style.stem}" / "report.json"
+        if palette.exists():
+            item = json.loads(palette.read_text())["items"][0]
+            palettes.append((style.stem, _small(Path(item["output"]), f"palette__{style.stem}"), item["seconds"]))
+    PAGE.write_text(render(cells, palettes, styles, size, True))
+    print(f"wrote {PAGE} from {work}: {len(styles)} painting(s)", file=sys.stderr)
+    return 0
+
+
 def _score(score: dict[str, float]) -> str:
     return f"style {score['style']:.3f} · content {score['content']:.3f} · dots {score['speckles']:.1f}"
 
@@ -104,7 +145,9 @@ def render(cells, palettes, styles: list[Path], size: int, with_pastiche: bool) 
              "(regenerate with `.venv/bin/python benchmarks/gallery.py`). stylepipe runs as a user runs it: "
              "one `stylepipe run` per painting over the four photos, every setting at its default (50 L-BFGS "
              "steps, style weight 200, TV 10). pastiche 1.6.0 runs at its defaults with 100 steps, one process "
-             "per picture. Seconds are wall time per picture, start-up included. Under each picture: the "
+             "per picture. Seconds are wall time per picture, start-up included, on a machine shared with "
+             "other work at the time: compare the two columns with each other (the quiet comparison is in "
+             "[quality.md](quality.md)). Under each picture: the "
              "held-out score ([quality.md](quality.md): lower style and content distances are more stylised "
              "and more faithful; dots = isolated speckles per 10,000 px).", ""]
     for style in styles:
