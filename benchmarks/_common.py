@@ -305,7 +305,7 @@ class ReferenceLoss:
 
     Tools and settings optimise different objectives (another network, other weights, a pyramid),
     so each output is scored here instead of trusting the loss its own run reported: vgg19-gatys,
-    avg pooling, content relu4_2 × 1, style relu1_1…relu5_1 × 1e5, the style picture at the same
+    avg pooling, content relu4_2 × 1, style relu1_1…relu5_1 × STYLE_WEIGHT, the style picture at the same
     max_side as the outputs.
     """
 
