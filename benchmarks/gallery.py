@@ -125,11 +125,12 @@ def render_from(work: Path, size: int) -> int:
                 pastiche=_small(output, f"{content.stem}__{style.stem}__pastiche"), pastiche_s=finished - previous,
                 pastiche_score=judge.score(output, content).as_dict())
             previous = finished
+    for style in sorted(STYLE_DIR.glob("*.jpg")):  # palettes: every painting whose palette was made
         palette = work / f"palette-{style.stem}" / "report.json"
         if palette.exists():
             item = json.loads(palette.read_text())["items"][0]
             palettes.append((style.stem, _small(Path(item["output"]), f"palette__{style.stem}"), item["seconds"]))
-    PAGE.write_text(render(cells, palettes, styles, size, True))
+    PAGE.write_text(render(cells, palettes, styles, size, True, total=len(list(STYLE_DIR.glob("*.jpg")))))
     print(f"wrote {PAGE} from {work}: {len(styles)} painting(s)", file=sys.stderr)
     return 0
 
@@ -138,7 +139,7 @@ def _score(score: dict[str, float]) -> str:
     return f"style {score['style']:.3f} · content {score['content']:.3f} · dots {score['speckles']:.1f}"
 
 
-def render(cells, palettes, styles: list[Path], size: int, with_pastiche: bool) -> str:
+def render(cells, palettes, styles: list[Path], size: int, with_pastiche: bool, total: int | None = None) -> str:
     """The gallery page: per photo and painting, stylepipe's output (and pastiche's) with times."""
     lines = ["# Gallery: stylepipe at its defaults" + (", next to pastiche" if with_pastiche else ""), "",
              f"Every sample photo × painting at {size} px on a 2-core CPU, made by `benchmarks/gallery.py` "
@@ -150,6 +151,9 @@ def render(cells, palettes, styles: list[Path], size: int, with_pastiche: bool) 
              "[quality.md](quality.md)). Under each picture: the "
              "held-out score ([quality.md](quality.md): lower style and content distances are more stylised "
              "and more faithful; dots = isolated speckles per 10,000 px).", ""]
+    if total is not None and len(styles) < total:
+        lines += [f"This page covers {len(styles)} of the {total} sample paintings' transfers: the run that made it "
+                  "was stopped before the others (`benchmarks/gallery.py` makes them all).", ""]
     for style in styles:
         lines += [f"## {style.stem.replace('_', ' ').replace('-', ' ')}", "",
                   "| photo | stylepipe | " + ("pastiche |" if with_pastiche else ""),
