@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,18 @@ def sample(name: str) -> Path:
         if path.stem == name:
             return path
     raise KeyError(name)
+
+
+@pytest.fixture()
+def forget_plugins() -> Iterator[None]:
+    """Each test loads its own copy of plugin files: restore the registries and forget the modules after it."""
+    from stylepipe.registry import LOSSES, STYLE_SOURCES
+
+    saved = [(registry, registry.snapshot()) for registry in (LOSSES, STYLE_SOURCES)]
+    modules_before = set(sys.modules)
+    yield
+    for registry, snapshot in saved:
+        registry.restore(snapshot)
+    for name in set(sys.modules) - modules_before:
+        if name.startswith("stylepipe_plugins."):
+            del sys.modules[name]

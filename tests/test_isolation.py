@@ -6,8 +6,6 @@ loss term that breaks on one content photo only, a style source whose pictures c
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ import yaml
 from PIL import Image
 
 from stylepipe.config import load_pipeline
-from stylepipe.registry import LOSSES, STYLE_SOURCES
 from stylepipe.runner import run_pipeline
 
 from conftest import sample
@@ -70,16 +67,7 @@ class Exploding(ImageSource):
 '''
 
 
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    saved = [(registry, registry.snapshot()) for registry in (LOSSES, STYLE_SOURCES)]
-    modules_before = set(sys.modules)
-    yield
-    for registry, snapshot in saved:
-        registry.restore(snapshot)
-    for name in set(sys.modules) - modules_before:
-        if name.startswith("stylepipe_plugins."):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("forget_plugins")  # conftest: each test's plugins are forgotten after it
 
 
 def pipeline(tmp_path: Path, **settings) -> Path:

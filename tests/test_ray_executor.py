@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +25,6 @@ from PIL import Image
 from stylepipe.config import PipelineConfig, load_pipeline
 from stylepipe.errors import ConfigError, EnvironmentProblem
 from stylepipe.executors import EXECUTORS, get_executor
-from stylepipe.registry import LOSSES, STYLE_SOURCES
 from stylepipe.runner import run_pipeline
 
 from conftest import ROOT, sample
@@ -102,17 +100,7 @@ if os.getpid() != int((Path(__file__).parent / "driver.pid").read_text()):
 '''
 
 
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    """Each test loads its own copy of the spy plugins: forget them (and their names) afterwards."""
-    saved = [(registry, registry.snapshot()) for registry in (LOSSES, STYLE_SOURCES)]
-    modules_before = set(sys.modules)
-    yield
-    for registry, snapshot in saved:
-        registry.restore(snapshot)
-    for name in set(sys.modules) - modules_before:
-        if name.startswith("stylepipe_plugins."):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("forget_plugins")  # conftest: each test's plugins are forgotten after it
 
 
 @pytest.fixture()
