@@ -310,11 +310,10 @@ class ReferenceLoss:
     """
 
     def __init__(self, style: Path, max_side: int, device: str = "cpu") -> None:
-        from stylepipe.images import load_image
+        from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+        from stylepipe.io.images import load_image
+        from stylepipe.io.weights import build_extractor
         from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams
-        from stylepipe.network import build_extractor
-        from stylepipe.styles import WeightedImage
-        from stylepipe.targets import StyleSizing, compute_targets
 
         self.max_side = max_side
         self.device = torch.device(device)
@@ -325,15 +324,17 @@ class ReferenceLoss:
         self.style = compute_targets([picture], self.extractor, self.terms, StyleSizing(max_side, None), self.device)
 
     def _content(self, path: Path) -> torch.Tensor:
-        from stylepipe.images import load_image, resize, target_size
+        from stylepipe.core.geometry import resize, target_size
+        from stylepipe.io.images import load_image
 
         image = load_image(path).tensor
         return resize(image, target_size(image.shape[-2], image.shape[-1], self.max_side, None))
 
     def score(self, image_path: Path, content_path: Path) -> dict[str, float]:
         """Unweighted content and style and the weighted total of one output against its photo."""
-        from stylepipe.images import load_image, resize
-        from stylepipe.optimize import Objective, content_targets
+        from stylepipe.core.geometry import resize
+        from stylepipe.core.optimize import Objective, content_targets
+        from stylepipe.io.images import load_image
 
         content = self._content(content_path).unsqueeze(0).to(self.device)
         image = load_image(image_path).tensor

@@ -31,12 +31,18 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stylepipe.images import load_image, resize  # noqa: E402
+from stylepipe.core.geometry import resize  # noqa: E402
+from stylepipe.core.network import FeatureExtractor, is_out_of_memory
+from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize  # noqa: E402
+from stylepipe.core.targets import (  # noqa: E402
+    StyleSizing,
+    Targets,
+    WeightedImage,  # noqa: E402
+    compute_targets,
+)
+from stylepipe.io.images import load_image
+from stylepipe.io.weights import build_extractor  # noqa: E402
 from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams  # noqa: E402
-from stylepipe.network import FeatureExtractor, build_extractor, is_out_of_memory  # noqa: E402
-from stylepipe.optimize import Objective, OptimizeSettings, content_targets, optimize  # noqa: E402
-from stylepipe.styles import WeightedImage  # noqa: E402
-from stylepipe.targets import StyleSizing, Targets, compute_targets  # noqa: E402
 from stylepipe.worker import auto_batch_size, tune_for_device  # noqa: E402
 
 from _common import (  # noqa: E402

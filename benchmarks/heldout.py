@@ -30,9 +30,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stylepipe.images import load_image, resize, target_size
-from stylepipe.losses import gram
-from stylepipe.network import build_extractor
+from stylepipe.core.geometry import resize, target_size
+from stylepipe.core.losses import gram
+from stylepipe.io.images import load_image
+from stylepipe.io.weights import build_extractor
 
 STYLE_LAYERS = ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")
 CONTENT_LAYERS = ("relu3_2", "relu5_2")

@@ -24,10 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stylepipe.images import load_image, resize, save_image, target_size  # noqa: E402
-from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams  # noqa: E402
-from stylepipe.network import build_extractor  # noqa: E402
-from stylepipe.optimize import (  # noqa: E402
+from stylepipe.core.geometry import resize, target_size  # noqa: E402
+from stylepipe.core.optimize import (
     Objective,
     OptimizeSettings,
     Pyramid,
@@ -37,8 +35,14 @@ from stylepipe.optimize import (  # noqa: E402
     optimize_pyramid,
     resample,
 )
-from stylepipe.styles import WeightedImage  # noqa: E402
-from stylepipe.targets import StyleSizing, compute_targets  # noqa: E402
+from stylepipe.core.targets import (  # noqa: E402
+    StyleSizing,
+    WeightedImage,  # noqa: E402
+    compute_targets,
+)
+from stylepipe.io.images import load_image, save_image
+from stylepipe.io.weights import build_extractor  # noqa: E402
+from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams  # noqa: E402
 
 from _common import CONTENT_DIR, REPO, markdown_table, write_result  # noqa: E402
 from heldout import HeldOutScore  # noqa: E402

@@ -153,7 +153,7 @@ def stylepipe_row(name: str, variant: Variant, run: StylepipeRun, flops: float |
 
 def model_flops(contents: list[Path], size: int, steps: int) -> float:
     """Model FLOPs of `steps` single-scale loss evaluations of every picture at its working size."""
-    from stylepipe.images import target_size
+    from stylepipe.core.geometry import target_size
 
     total = 0.0
     for path in contents:

@@ -36,10 +36,11 @@ from pathlib import Path
 
 from pydantic import Field
 
-from stylepipe.errors import ConfigError
+from stylepipe.core.errors import ConfigError
+from stylepipe.core.targets import WeightedImage
 from stylepipe.plan import IMAGE_SUFFIXES
 from stylepipe.registry import register_style_source
-from stylepipe.styles import SourceParams, StyleSource, WeightedImage
+from stylepipe.styles import SourceParams, StyleSource
 
 
 class FolderParams(SourceParams):

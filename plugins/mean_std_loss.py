@@ -50,8 +50,9 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field, field_validator
 
-from stylepipe.losses import Features, LossTerm, TensorDict, TermParams, per_image_mse
-from stylepipe.network import layer_list
+from stylepipe.core.losses import Features, TensorDict, per_image_mse
+from stylepipe.core.network import layer_list
+from stylepipe.losses import LossTerm, TermParams
 from stylepipe.registry import register_loss
 
 #: Added to the variance before the square root, as AdaIN does: keeps the gradient of a dead

@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from .errors import ConfigError, StylepipeError
+from .core.errors import ConfigError, StylepipeError
 from .logs import add_log_file, setup_logging
 from .report import ItemReport
 
@@ -257,7 +257,7 @@ def report_cmd(
     open_page: Annotated[bool, typer.Option("--open", help="open the page in the default browser")] = False,
 ) -> None:
     """Rebuild report.html from the folder's report files and pictures (all shards on one page)."""
-    from .errors import ConfigError
+    from .core.errors import ConfigError
     from .gallery import page_for_folder
 
     def body() -> None:
@@ -470,7 +470,7 @@ def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also l
 @app.command()
 def networks(verbose: VerboseOpt = False) -> None:
     """The networks stylepipe knows and whether their weights are available here."""
-    from .network import NETWORKS, weights_availability
+    from .io.weights import NETWORKS, weights_availability
 
     _verbose(verbose)
     for name, description in NETWORKS.items():

@@ -18,10 +18,10 @@ from typing import Any, Literal, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .core.errors import ConfigError
+from .core.suggest import did_you_mean
+from .io.weights import NETWORKS
 from .losses import ContentParams, StyleParams, TVParams
-from .network import NETWORKS
-from .suggest import did_you_mean
 
 Loc = tuple[str | int, ...]
 
@@ -192,7 +192,7 @@ class ReconstructConfig(Strict):
     @field_validator("layers")
     @classmethod
     def _known_layers(cls, value: list[str]) -> list[str]:
-        from .network import layer_list
+        from .core.network import layer_list
 
         return layer_list(value)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .optimize import Pyramid
+from .core.optimize import Pyramid
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from typing import Any
 
 import jinja2
 
+from .core.errors import ConfigError
 from .curves import Curve, loss_curves
-from .errors import ConfigError
-from .plan import SIDECAR_DIR
-from .report import write_text_atomic
+from .io.atomic import write_text_atomic
+from .resume import SIDECAR_DIR, read_sidecar
 from .thumbnails import Thumb, ensure_thumbnail
 
 PAGE_NAME = "report.html"
@@ -173,16 +173,6 @@ class _Links:
         return Picture(self.href(source), self.href(thumb.path), thumb.width, thumb.height)
 
 
-def _sidecar(state_dir: Path, out_dir: Path, output: str) -> dict[str, Any]:
-    """A skipped output's own record (losses and curve from the run that made it)."""
-    try:
-        relative = Path(output).resolve().relative_to(out_dir.resolve())
-        data = json.loads((state_dir / (str(relative) + ".json")).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def locate_output(output: str, out_dir: Path) -> str:
     """An output where the report says, or at the same place inside a folder that was moved or copied."""
     path = Path(output)
@@ -201,7 +191,7 @@ def _cell(item: Mapping[str, Any], links: _Links, out_dir: Path) -> Cell:
     loss, history = item.get("loss"), item.get("history")
     output = locate_output(item["output"], out_dir) if status in ("done", "skipped") and item.get("output") else None
     if status == "skipped" and output:
-        recorded = _sidecar(links.state_dir, out_dir, output)
+        recorded = read_sidecar(out_dir, Path(output)) or {}
         loss, history = loss or recorded.get("loss"), history or recorded.get("history")
     return Cell(
         job=int(item.get("job", -1)),

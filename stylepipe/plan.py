@@ -2,19 +2,16 @@
 
 The plan is the single place where YAML-level names (plugin names, globs, output patterns) turn
 into plain objects. Everything after it — targets, executors, the optimiser — sees only Jobs and
-RunSettings. Resume decisions live here too: a job whose output and sidecar hash match is
-already done.
+RunSettings. Which jobs are already done is asked of `stylepipe.resume`.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +24,21 @@ from .config import (
     PyramidConfig,
     validate_model,
 )
+from .core.device import planned_precision
+from .core.errors import ConfigError, InputError
+from .core.optimize import OptimizeSettings, Pyramid
+from .core.targets import StyleSizing
 from .defaults import defaults_for
-from .device import planned_precision
-from .errors import ConfigError, InputError
-from .images import IMAGE_SUFFIXES, LoadedImage, file_sha256, load_image, not_a_file
+from .io.files import not_a_file
+from .io.hashing import sha256_file
+from .io.images import IMAGE_SUFFIXES, LoadedImage, load_image
 from .losses import LossTerm
-from .optimize import OptimizeSettings, Pyramid
 from .registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_builtins
+from .resume import is_done, job_fingerprint, settings_digest
 from .styles import StyleContext, StyleSource
 from .sweep import Side, SweepStep, sweep_steps, union_terms
-from .targets import StyleSizing
 
 #: Bump when a change to the algorithm should invalidate every finished output.
-ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-region L-BFGS steps
-SIDECAR_DIR = ".stylepipe"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -359,58 +357,6 @@ def output_path(out_dir: Path, pattern: str, fields: dict[str, str]) -> Path:
     return path
 
 
-def sidecar_path(out_dir: Path, output: Path) -> Path:
-    """Where the hash of what made an output lives: `<out>/.stylepipe/<name>.json`."""
-    return out_dir.resolve() / SIDECAR_DIR / (str(output.relative_to(out_dir.resolve())) + ".json")
-
-
-def read_sidecar(out_dir: Path, job: Job) -> dict[str, Any] | None:
-    """What the sidecar of a job's output recorded (its hash, its losses), if it is readable."""
-    try:
-        recorded = json.loads(sidecar_path(out_dir, job.output).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return recorded if isinstance(recorded, dict) else None
-
-
-def is_done(out_dir: Path, job: Job) -> bool:
-    """An output counts as done when it exists and its sidecar holds this job's hash."""
-    if job.fingerprint is None or not job.output.is_file():
-        return False
-    recorded = read_sidecar(out_dir, job)
-    return recorded is not None and recorded.get("fingerprint") == job.fingerprint
-
-
-def _settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleSizing, init_sha: str | None) -> dict[str, Any]:
-    data = asdict(settings)
-    # where and how fast it runs does not change what an output should be
-    for volatile in ("device", "network_weights", "init_path", "batch_size", "compile"):
-        data.pop(volatile)
-    return {
-        "algorithm": ALGORITHM_VERSION,
-        "settings": json.loads(json.dumps(data, default=str)),
-        # every parameter counts here (layer weights change pixels), unlike in the cache key
-        "terms": [dict(term.fingerprint(), weight=term.weight, params=term.params.model_dump(mode="json")) for term in terms],
-        "sizing": asdict(sizing),
-        "init_sha": init_sha,
-    }
-
-
-def job_fingerprint(content_sha: str | None, style: StyleSource | None, settings_digest: dict[str, Any], weights_id: str,
-                    sweep: dict[str, Any] | None = None) -> str:
-    """Hash of everything that made an output: inputs' bytes, style, settings, network (and
-    in reconstruct mode the layers it was rebuilt from)."""
-    payload = {
-        "content": content_sha,
-        "style": style.fingerprint() if style else None,
-        "settings": settings_digest,
-        "weights": weights_id,
-    }
-    if sweep is not None:
-        payload["sweep"] = sweep
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
 # --- the plan ------------------------------------------------------------------------------------
 
 
@@ -509,7 +455,7 @@ class FileHasher:
     def __call__(self, path: Path) -> str:
         if path not in self._hashes:
             try:
-                self._hashes[path] = file_sha256(path)
+                self._hashes[path] = sha256_file(path)
             except OSError as exc:
                 raise InputError(path, f"cannot read ({exc.strerror or exc})") from exc
         return self._hashes[path]
@@ -546,7 +492,7 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
     errors.raise_if_any()
     assert settings is not None
     init_sha = sha(settings.init_path) if settings.init_path else None
-    digest = _settings_digest(settings, terms, sizing, init_sha)
+    digest = settings_digest(settings, terms, sizing, init_sha)
     out_dir = (output_dir or pipeline.resolve(cfg.output.dir)).resolve()
     pattern = cfg.output.pattern or (RECONSTRUCT_PATTERN if cfg.mode == "reconstruct" else DEFAULT_PATTERN)
     jobs: list[Job] = []
@@ -582,7 +528,7 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
     plan = Plan(pipeline, settings, terms, sizing, jobs, output_dir=out_dir, warnings=mode_warnings(pipeline),
                 rejected=rejected)
     if not force:
-        plan.done = [job for job in jobs if is_done(out_dir, job)]
+        plan.done = [job for job in jobs if is_done(out_dir, job.output, job.fingerprint)]
     return plan
 
 

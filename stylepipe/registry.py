@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .errors import ConfigError, PluginError
-from .suggest import did_you_mean
+from .core.errors import ConfigError, PluginError
+from .core.suggest import did_you_mean
 
 T = TypeVar("T")
 BUILTIN = "built-in"

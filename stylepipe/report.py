@@ -6,14 +6,11 @@ sections (timings, galleries, loss curves) are added as new keys, never by chang
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
-from .atomic import write_atomic
 
 if TYPE_CHECKING:
     from .losses import LossTerm
@@ -93,22 +90,6 @@ class RunReport:
             "settings": dict(self.settings),
             "styles": dict(self.styles),
         }
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    """Readers never see half a report or sidecar: the same atomic writer as the pictures."""
-    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    """Readers never see half a file (report, page): the one atomic writer, for text."""
-    write_bytes_atomic(text.encode("utf-8"), path)
-
-
-def write_bytes_atomic(data: bytes, path: Path) -> None:
-    """The one atomic writer (stylepipe.atomic) for bytes already in memory: pages, thumbnails."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda handle: handle.write(data))
 
 
 def key_settings(settings: RunSettings, terms: Sequence[LossTerm]) -> dict[str, Any]:

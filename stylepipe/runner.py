@@ -12,19 +12,22 @@ from pathlib import Path
 
 import torch
 
-from .atomic import sweep_partials
 from .cache import TargetCache
 from .config import ErrorCollector, LoadedPipeline, SchemaError, load_pipeline
-from .device import resolve_device
-from .errors import ConfigError, EnvironmentProblem, StylepipeError
+from .core.device import resolve_device
+from .core.errors import ConfigError, EnvironmentProblem, StylepipeError
+from .core.network import network_fingerprint
+from .core.targets import style_terms
 from .events import NullEvents, RunEvents
 from .executors import get_executor
-from .network import build_extractor, network_fingerprint, weights_id
-from .plan import Job, Plan, build_plan, read_sidecar
-from .report import ItemReport, RunReport, key_settings, write_json_atomic
+from .io.atomic import sweep_partials, write_json_atomic
+from .io.weights import build_extractor, weights_id
+from .plan import Job, Plan, build_plan
+from .report import ItemReport, RunReport, key_settings
+from .resume import read_sidecar
 from .schedule import RunBounds, RunLock, Shard
 from .styles import StyleSource
-from .targets import TargetStore, style_terms, target_key
+from .targets import TargetStore, target_key
 from .worker import WorkerContext, WorkerSpec
 
 
@@ -182,7 +185,7 @@ def _write_page(out_dir: Path, report_path: Path, default_name: str, events: Run
 
 def skipped_item(plan: Plan, job: Job) -> ItemReport:
     """An output already up to date, with the losses its sidecar recorded when it was made."""
-    recorded = read_sidecar(plan.output_dir, job) or {}
+    recorded = read_sidecar(plan.output_dir, job.output) or {}
     loss = recorded.get("loss") if isinstance(recorded.get("loss"), dict) else None
     return ItemReport(job.content_ref, job.style_ref, str(job.output), "skipped", loss=loss, job=job.index, layers=job.layers)
 

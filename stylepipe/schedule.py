@@ -22,7 +22,7 @@ from pathlib import Path
 
 import filelock
 
-from .errors import ConfigError, EnvironmentProblem, StylepipeError
+from .core.errors import ConfigError, EnvironmentProblem, StylepipeError
 
 LOCK_DIR = ".stylepipe"
 

@@ -13,24 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .images import LoadedImage
-
-
-@dataclass(frozen=True)
-class WeightedImage:
-    """One picture of a style, RGB (3, H, W) in [0, 1] at its own resolution, and its share."""
-
-    image: torch.Tensor
-    weight: float
-    grid: int = 1  # repeated grid×grid once resized to the style size: tiling first costs grid² memory
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """Height and width of the texture this picture stands for (tiles included)."""
-        return self.image.shape[-2] * self.grid, self.image.shape[-1] * self.grid
+from .core.targets import WeightedImage
+from .io.images import LoadedImage
 
 
 @dataclass(frozen=True)

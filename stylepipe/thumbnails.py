@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from .report import write_bytes_atomic
+from .io.atomic import write_bytes_atomic
 
 THUMB_DIR = "thumbs"
 THUMB_SIDE = 256  # px, longest side: sharp at the page's 128 px cells on a 2× screen

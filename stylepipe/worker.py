@@ -18,14 +18,11 @@ from typing import cast
 
 import torch
 
-from .device import resolve_precision
-from .errors import StylepipeError
-from .events import NullEvents, RunEvents
-from .history import LossHistory, RecordingObjective
-from .images import MIN_SIDE, load_image, read_exif, resize, save_image, target_size
-from .losses import LossTerm
-from .network import FeatureExtractor
-from .optimize import (
+from .core.device import resolve_precision
+from .core.errors import StylepipeError
+from .core.geometry import MIN_SIDE, resize, target_size
+from .core.network import FeatureExtractor
+from .core.optimize import (
     Objective,
     OptimizeSettings,
     Precision,
@@ -36,10 +33,15 @@ from .optimize import (
     resample,
     solver_bytes_per_image,
 )
-from .plan import Job, RunSettings, sidecar_path
-from .postprocess import ColorSpace, postprocess
-from .report import ItemReport, write_json_atomic
-from .targets import Targets
+from .core.postprocess import ColorSpace, postprocess
+from .core.targets import Targets
+from .events import NullEvents, RunEvents
+from .history import LossHistory, RecordingObjective
+from .io.images import load_image, read_exif, save_image
+from .losses import LossTerm
+from .plan import Job, RunSettings
+from .report import ItemReport
+from .resume import write_sidecar
 
 log = logging.getLogger("stylepipe")
 
@@ -84,7 +86,7 @@ class WorkerContext:
     @classmethod
     def build(cls, spec: WorkerSpec, device: torch.device) -> WorkerContext:
         """In a fresh process: load the plugins the terms need, then the network, once."""
-        from .network import build_extractor
+        from .io.weights import build_extractor
         from .registry import load_plugin_folders, register_builtins
 
         register_builtins()
@@ -317,7 +319,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
             save_image(final[i].cpu(), job.output, settings.output_format, settings.output_quality, exif)
             record = {"fingerprint": job.fingerprint, "content": job.content_ref, "style": job.style_ref, "loss": losses,
                       "history": curves[i] if curves else None}
-            write_json_atomic(record, sidecar_path(ctx.out_dir, job.output))
+            write_sidecar(ctx.out_dir, job.output, record)
         except (OSError, ValueError) as exc:  # disk full, unwritable folder: this output only
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             items.append(_failed(job, f"{job.output}: cannot write ({cause})"))

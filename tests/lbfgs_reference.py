@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stylepipe.optimize import MAX_STEP_RMS, Objective
+from stylepipe.core.optimize import MAX_STEP_RMS, Objective
 
 _TOLERANCE_GRAD = 1e-9
 _TOLERANCE_CHANGE = 1e-12

@@ -20,7 +20,7 @@ import stylepipe
 from stylepipe.cache import TargetCache
 from stylepipe.cli import app
 from stylepipe.config import load_pipeline
-from stylepipe.plan import sidecar_path
+from stylepipe.resume import sidecar_path
 from stylepipe.runner import make_plan
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -17,7 +17,7 @@ from stylepipe.config import (
     load_pipeline,
     parse_override,
 )
-from stylepipe.errors import ConfigError, StylepipeError
+from stylepipe.core.errors import ConfigError, StylepipeError
 from stylepipe.plan import build_plan
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

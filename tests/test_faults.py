@@ -22,9 +22,9 @@ import pytest
 import yaml
 from PIL import Image
 
-import stylepipe.images
-from stylepipe.atomic import write_atomic
+import stylepipe.io.images
 from stylepipe.config import load_pipeline
+from stylepipe.io.atomic import write_atomic
 from stylepipe.runner import run_pipeline
 
 from conftest import sample
@@ -37,8 +37,8 @@ PAUSE_PLUGIN = '''
 import time
 from pathlib import Path
 
-import stylepipe.atomic
-import stylepipe.images
+import stylepipe.io.atomic
+import stylepipe.io.images
 from stylepipe.registry import register_style_source
 from stylepipe.styles import ImageSource
 
@@ -70,10 +70,10 @@ def paused_write(path, write):
         write(handle)
         handle.flush()
         pause("save")
-    stylepipe.atomic.write_atomic(path, write_then_pause)
+    stylepipe.io.atomic.write_atomic(path, write_then_pause)
 
 
-stylepipe.images.write_atomic = paused_write
+stylepipe.io.images.write_atomic = paused_write
 '''
 
 
@@ -153,7 +153,7 @@ def test_disk_full_while_saving_fails_that_output_only_and_a_rerun_completes(tmp
 
         write_atomic(path, write_some_then_fail)
 
-    monkeypatch.setattr(stylepipe.images, "write_atomic", full_disk)
+    monkeypatch.setattr(stylepipe.io.images, "write_atomic", full_disk)
     first = run_pipeline(load_pipeline(pipeline))
     (failed,) = [item for item in first.items if item.status == "failed"]
     assert failed.error == f"{calls[0]}: cannot write (No space left on device)" and first.exit_code == 1

@@ -16,12 +16,13 @@ from typer.testing import CliRunner
 
 from stylepipe.cli import app
 from stylepipe.config import load_pipeline
+from stylepipe.core.geometry import resize
+from stylepipe.core.optimize import OptimizeSettings, content_targets, optimize
 from stylepipe.curves import loss_curves
 from stylepipe.gallery import build_sheet, render_page
 from stylepipe.history import LossHistory, RecordingObjective
-from stylepipe.images import load_image, resize
+from stylepipe.io.images import load_image
 from stylepipe.losses import ContentLoss, StyleLoss
-from stylepipe.optimize import OptimizeSettings, content_targets, optimize
 from stylepipe.runner import run_pipeline
 from stylepipe.schedule import Shard
 from stylepipe.thumbnails import THUMB_DIR

@@ -15,18 +15,10 @@ import pytest
 import torch
 from PIL import Image, ImageCms, JpegImagePlugin
 
-from stylepipe.errors import InputError
-from stylepipe.images import (
-    DEFAULT_MAX_INPUT_PIXELS,
-    LoadedImage,
-    file_sha256,
-    load_image,
-    resize,
-    save_image,
-    target_size,
-    tile,
-    to_pil,
-)
+from stylepipe.core.errors import InputError
+from stylepipe.core.geometry import resize, target_size, tile
+from stylepipe.io.hashing import sha256_file
+from stylepipe.io.images import DEFAULT_MAX_INPUT_PIXELS, LoadedImage, load_image, save_image, to_pil
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PHOTO = SAMPLES / "content" / "chelsea.jpg"
@@ -106,14 +98,14 @@ def cmyk_icc_profile() -> bytes:
     return header + struct.pack(">I", len(tags)) + table + body
 
 
-# --- file_sha256 / load_image on real files ----------------------------------------------------
+# --- sha256_file / load_image on real files ----------------------------------------------------
 
 
 def test_file_sha256_streams_large_files(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 256, size=(5 << 20) // 2, dtype=np.uint8).tobytes()
     path = tmp_path / "blob.bin"
     path.write_bytes(data)
-    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("path", [PHOTO, PAINTING], ids=lambda p: p.name)

@@ -17,8 +17,8 @@ import torch
 import yaml
 from PIL import Image, ImageCms
 
-from stylepipe.errors import InputError
-from stylepipe.images import load_image, save_image
+from stylepipe.core.errors import InputError
+from stylepipe.io.images import load_image, save_image
 
 from conftest import sample
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from lbfgs_reference import reference_lbfgs
 
-from stylepipe.images import load_image, resize
+from stylepipe.core.geometry import resize
+from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize
+from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.io.images import load_image
 from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, StyleParams
-from stylepipe.optimize import Objective, OptimizeSettings, content_targets, optimize
-from stylepipe.styles import WeightedImage
-from stylepipe.targets import StyleSizing, compute_targets
 
 from conftest import sample
 

@@ -8,19 +8,9 @@ import pytest
 import torch
 import torchvision
 
-from stylepipe.errors import ConfigError, EnvironmentProblem
-from stylepipe.network import (
-    GATYS_SHA256,
-    TAPS,
-    FeatureExtractor,
-    check_layers,
-    deepest,
-    gatys_weights_path,
-    load_gatys,
-    load_torchvision,
-    load_weights,
-    random_weights,
-)
+from stylepipe.core.errors import ConfigError, EnvironmentProblem
+from stylepipe.core.network import TAPS, FeatureExtractor, check_layers, deepest, random_weights
+from stylepipe.io.weights import GATYS_SHA256, gatys_weights_path, load_gatys, load_torchvision, load_weights
 
 
 def test_gatys_weights_come_from_the_wheel_and_match_the_hash(gatys):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylepipe.errors import OptimizationError
-from stylepipe.images import load_image, resize, target_size
+from stylepipe.core.errors import OptimizationError
+from stylepipe.core.geometry import resize, target_size
+from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, initial_image, optimize
+from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.io.images import load_image
 from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, StyleParams
-from stylepipe.optimize import Objective, OptimizeSettings, content_targets, initial_image, optimize
-from stylepipe.styles import WeightedImage
-from stylepipe.targets import StyleSizing, compute_targets
 
 from conftest import sample
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from stylepipe.images import load_image, resize
-from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, StyleParams
-from stylepipe.optimize import (
+from stylepipe.core.geometry import resize
+from stylepipe.core.optimize import (
     MAX_STEP_RMS,
     Objective,
     OptimizeSettings,
@@ -18,8 +17,9 @@ from stylepipe.optimize import (
     optimize_pyramid,
     resample,
 )
-from stylepipe.styles import WeightedImage
-from stylepipe.targets import StyleSizing, compute_targets
+from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.io.images import load_image
+from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, StyleParams
 
 from conftest import sample
 

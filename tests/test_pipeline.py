@@ -11,8 +11,8 @@ import yaml
 
 from stylepipe.cache import TargetCache
 from stylepipe.config import load_pipeline
-from stylepipe.images import load_image
-from stylepipe.postprocess import rgb_to_ycbcr
+from stylepipe.core.postprocess import rgb_to_ycbcr
+from stylepipe.io.images import load_image
 from stylepipe.runner import run_pipeline
 
 from conftest import CONTENT, sample
@@ -161,7 +161,7 @@ def test_reconstruct_sweep_low_layers_keep_the_pixels_high_layers_do_not(tmp_pat
     assert sorted(Path(item.output).name for item in report.items) == [
         "coffee__reconstruct-content__conv1_1.png", "coffee__reconstruct-content__conv5_1.png",
         "the_scream__reconstruct-style__conv1_1+conv5_1.png", "the_scream__reconstruct-style__conv1_1.png"]
-    from stylepipe.images import resize
+    from stylepipe.core.geometry import resize
 
     photo = load_image(sample("coffee")).tensor
     error = {}
@@ -181,7 +181,7 @@ def test_preserve_colors_keeps_the_photo_colours(tmp_path):
                               postprocess={"preserve_colors": "ycbcr"}, output={"format": "png"})
     (item,) = run_pipeline(load_pipeline(pipeline)).items
     out = load_image(item.output).tensor
-    from stylepipe.images import resize
+    from stylepipe.core.geometry import resize
 
     photo = resize(load_image(sample("chelsea")).tensor, tuple(out.shape[1:]))
     chroma_out, chroma_photo = rgb_to_ycbcr(out)[1:], rgb_to_ycbcr(photo)[1:]

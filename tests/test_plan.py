@@ -15,9 +15,10 @@ import pytest
 
 import stylepipe.plan as plan_module
 from stylepipe.config import load_pipeline
-from stylepipe.errors import ConfigError
-from stylepipe.optimize import Pyramid
-from stylepipe.plan import Plan, build_plan, is_done, output_path, safe_name, sidecar_path
+from stylepipe.core.errors import ConfigError
+from stylepipe.core.optimize import Pyramid
+from stylepipe.plan import Plan, build_plan, output_path, safe_name
+from stylepipe.resume import is_done, sidecar_path
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CONTENT_NAMES = ["astronaut", "chelsea", "coffee", "tubingen"]
@@ -430,19 +431,19 @@ def test_is_done_needs_output_and_matching_sidecar(project: Path) -> None:
     plan = make(project, BASIC)
     job = plan.jobs[0]
     out = plan.output_dir
-    assert not is_done(out, job)
+    assert not is_done(out, job.output, job.fingerprint)
     job.output.parent.mkdir(parents=True)
     job.output.write_bytes(b"picture")
-    assert not is_done(out, job), "an output without a sidecar was made by something else"
+    assert not is_done(out, job.output, job.fingerprint), "an output without a sidecar was made by something else"
     side = sidecar_path(out, job.output)
     side.parent.mkdir()
     for bad in ("{not json", "[]", json.dumps({"fingerprint": "0" * 64}), json.dumps({"other": job.fingerprint})):
         side.write_text(bad)
-        assert not is_done(out, job), bad
+        assert not is_done(out, job.output, job.fingerprint), bad
     side.write_text(json.dumps({"fingerprint": job.fingerprint, "loss": {}}))
-    assert is_done(out, job)
+    assert is_done(out, job.output, job.fingerprint)
     job.output.unlink()
-    assert not is_done(out, job), "a sidecar without its output is not done"
+    assert not is_done(out, job.output, job.fingerprint), "a sidecar without its output is not done"
 
 
 def test_done_jobs_are_skipped_unless_forced(project: Path) -> None:
@@ -488,7 +489,7 @@ def test_settings_that_matter_change_the_fingerprint(project: Path, override: st
     finish(base)
     changed = make(project, text, override)
     assert changed.jobs[0].fingerprint != base.jobs[0].fingerprint
-    assert changed.done == [] and not is_done(changed.output_dir, changed.jobs[0])
+    assert changed.done == [] and not is_done(changed.output_dir, changed.jobs[0].output, changed.jobs[0].fingerprint)
 
 
 def test_style_layer_weights_change_the_fingerprint(project: Path) -> None:
@@ -541,7 +542,7 @@ def test_where_it_runs_does_not_change_the_fingerprint(project: Path, tmp_path: 
 
 
 def test_unreadable_content_gives_a_job_error_not_an_exception(project: Path, monkeypatch) -> None:
-    real = plan_module.file_sha256
+    real = plan_module.sha256_file
     bad = project / "content" / "coffee.jpg"
 
     def flaky(path: Path) -> str:
@@ -549,7 +550,7 @@ def test_unreadable_content_gives_a_job_error_not_an_exception(project: Path, mo
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(plan_module, "file_sha256", flaky)
+    monkeypatch.setattr(plan_module, "sha256_file", flaky)
     text = "content: [content/chelsea.jpg, content/coffee.jpg]\nstyles: [styles/the_scream.jpg, styles/shipwreck.jpg]\n"
     plan = make(project, text)
     assert len(plan.jobs) == 4
@@ -565,9 +566,9 @@ def test_unreadable_content_gives_a_job_error_not_an_exception(project: Path, mo
 
 
 def test_unreadable_style_fails_only_its_jobs(project: Path, monkeypatch) -> None:
-    real = plan_module.file_sha256
+    real = plan_module.sha256_file
     bad = project / "styles" / "shipwreck.jpg"
-    monkeypatch.setattr(plan_module, "file_sha256", lambda p: (_ for _ in ()).throw(OSError(5, "I/O error")) if Path(p) == bad else real(p))
+    monkeypatch.setattr(plan_module, "sha256_file", lambda p: (_ for _ in ()).throw(OSError(5, "I/O error")) if Path(p) == bad else real(p))
     plan = make(project, "content: content/chelsea.jpg\nstyles: [styles/the_scream.jpg, styles/shipwreck.jpg]\n")
     assert [job.error is None for job in plan.jobs] == [True, False]
     assert "shipwreck.jpg: cannot read (I/O error)" in plan.jobs[1].error

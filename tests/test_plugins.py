@@ -24,14 +24,15 @@ from pydantic import ValidationError
 
 from stylepipe.cache import decode_tensors, encode_tensors
 from stylepipe.config import load_pipeline
-from stylepipe.errors import ConfigError
-from stylepipe.images import file_sha256, load_image
+from stylepipe.core.errors import ConfigError
+from stylepipe.core.network import FeatureExtractor, random_weights
+from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.io.hashing import sha256_file
+from stylepipe.io.images import load_image
 from stylepipe.losses import StyleLoss
-from stylepipe.network import FeatureExtractor, random_weights
 from stylepipe.registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_builtins
 from stylepipe.runner import make_plan, run_pipeline
-from stylepipe.styles import StyleContext, WeightedImage
-from stylepipe.targets import StyleSizing, compute_targets
+from stylepipe.styles import StyleContext
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
@@ -214,7 +215,7 @@ def save_picture(path: Path, height: int, width: int, seed: int) -> Path:
 
 
 def context_for(base: Path) -> StyleContext:
-    return StyleContext(base, lambda path: load_image(path), file_sha256)
+    return StyleContext(base, lambda path: load_image(path), sha256_file)
 
 
 @pytest.fixture()
@@ -239,7 +240,7 @@ def test_folder_lists_its_pictures_sorted_with_the_folder_as_label(plugins: Simp
     assert plugins.Folder(plugins.Folder.Params(path="art/"), context_for(art.parent), "monet").label == "monet"
     fingerprint = source.fingerprint()
     assert fingerprint["source"] == "folder"
-    assert fingerprint["files"] == [file_sha256(path) for path in source.files()]
+    assert fingerprint["files"] == [sha256_file(path) for path in source.files()]
 
 
 def test_folder_order_is_by_name_whatever_the_directory_order(plugins: SimpleNamespace, tmp_path: Path) -> None:

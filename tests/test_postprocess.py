@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylepipe.images import load_image, resize
-from stylepipe.postprocess import (
+from stylepipe.core.geometry import resize
+from stylepipe.core.postprocess import (
     clamp01,
     lab_to_rgb,
     postprocess,
@@ -17,6 +17,7 @@ from stylepipe.postprocess import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
+from stylepipe.io.images import load_image
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SIZE = (160, 240)

@@ -23,7 +23,7 @@ import yaml
 from PIL import Image
 
 from stylepipe.config import PipelineConfig, load_pipeline
-from stylepipe.errors import ConfigError, EnvironmentProblem
+from stylepipe.core.errors import ConfigError, EnvironmentProblem
 from stylepipe.executors import EXECUTORS, get_executor
 from stylepipe.runner import run_pipeline
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stylepipe.errors import ConfigError, PluginError
+from stylepipe.core.errors import ConfigError, PluginError
 from stylepipe.losses import LossTerm, StyleLoss
 from stylepipe.registry import (
     BUILTIN,

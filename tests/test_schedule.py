@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from stylepipe.config import load_pipeline
-from stylepipe.errors import ConfigError
+from stylepipe.core.errors import ConfigError
 from stylepipe.runner import make_plan, run_pipeline
 from stylepipe.schedule import RunBounds, RunLock, RunLocked, Shard, parse_duration
 

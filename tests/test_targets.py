@@ -9,20 +9,14 @@ import pytest
 import torch
 
 from stylepipe.cache import TargetCache
-from stylepipe.images import file_sha256, load_image, tile
+from stylepipe.core.geometry import tile
+from stylepipe.core.network import FeatureExtractor, random_weights
+from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets, flatten, unflatten
+from stylepipe.io.hashing import sha256_file
+from stylepipe.io.images import load_image
 from stylepipe.losses import ContentLoss, StyleLoss, StyleParams
-from stylepipe.network import FeatureExtractor, random_weights
-from stylepipe.styles import (
-    BlendParams,
-    BlendSource,
-    ImageParams,
-    ImageSource,
-    StyleContext,
-    TiledParams,
-    TiledSource,
-    WeightedImage,
-)
-from stylepipe.targets import StyleSizing, TargetStore, compute_targets, flatten, target_key, unflatten
+from stylepipe.styles import BlendParams, BlendSource, ImageParams, ImageSource, StyleContext, TiledParams, TiledSource
+from stylepipe.targets import TargetStore, target_key
 
 from conftest import sample
 
@@ -37,7 +31,7 @@ def net() -> FeatureExtractor:
 
 
 def _context(base: Path) -> StyleContext:
-    return StyleContext(base, lambda p: load_image(p), file_sha256)
+    return StyleContext(base, lambda p: load_image(p), sha256_file)
 
 
 def test_tiling_repeats_the_picture():
@@ -81,7 +75,7 @@ def test_tiles_are_made_at_the_style_size_not_at_full_resolution(net, tmp_path, 
     """grid 16 on a 12 MP photo tiled first would be ~37 GB of float32: tile after resizing."""
     from PIL import Image
 
-    import stylepipe.targets as targets_module
+    import stylepipe.core.targets as targets_module
 
     path = tmp_path / "cat.png"  # small, so that the full-size reference below stays cheap
     Image.open(sample("chelsea")).convert("RGB").resize((96, 64)).save(path)

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from ..config import RayConfig
-from ..errors import EnvironmentProblem
+from ..core.errors import EnvironmentProblem
 from ..events import RunEvents
 from ..plan import Job
 from ..report import ItemReport

@@ -6,12 +6,8 @@ This is the edge where files become tensors. Every problem with an input file be
 
 from __future__ import annotations
 
-import hashlib
 import io
-import math
-import os
 import re
-import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +16,13 @@ from types import ModuleType
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from stylepipe.atomic import write_atomic
-from stylepipe.errors import InputError
+from ..core.errors import InputError
+from ..core.geometry import target_size
+from .atomic import write_atomic
+from .files import open_regular
+from .hashing import sha256_hex
 
 pillow_heif: ModuleType | None
 try:  # HEIC/HEIF (phone photos); AVIF is native in Pillow >= 11.3
@@ -36,14 +34,11 @@ if pillow_heif is not None:
 
 DEFAULT_MAX_INPUT_PIXELS = 178_956_970  # Pillow's own error threshold (2 × MAX_IMAGE_PIXELS)
 
-_CHUNK = 1 << 20
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
 _SAVE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _PIL_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
 #: Formats Pillow can only identify, not decode into pixels.
 _IDENTIFY_ONLY = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "WMF"})
-#: Five VGG blocks halve a picture four times before relu5_1: smaller sides vanish (or break padding).
-MIN_SIDE = 17
 
 
 def readable_suffixes() -> frozenset[str]:
@@ -65,56 +60,6 @@ class LoadedImage:
     tensor: torch.Tensor  # (3, H, W) float32 sRGB in [0, 1], EXIF orientation applied
     sha256: str  # hex sha256 of the very bytes that were decoded
     note: str | None = None  # what a user should know about how it was read (first frame of many)
-
-
-def file_sha256(path: Path) -> str:
-    """Hash a file's bytes in chunks so cache keys follow content, not names, at flat memory."""
-    digest = hashlib.sha256()
-    with open_regular(path) as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def open_regular(path: Path) -> io.BufferedReader:
-    """Open a regular file for reading; a FIFO, device or folder is refused, never waited on."""
-    path = Path(path)
-    try:
-        # O_NONBLOCK: opening a FIFO with no writer would otherwise block forever.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise InputError(path, "dangling symbolic link" if path.is_symlink() else "file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, not a picture") from None
-    except PermissionError:
-        raise InputError(path, "permission denied") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot open ({exc.strerror or exc})") from None
-    try:
-        kind = not_a_file(os.fstat(fd).st_mode)
-        if kind:
-            raise InputError(path, kind)
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def not_a_file(mode: int) -> str | None:
-    """Why an entry with this st_mode is no picture file (None when it is a regular file)."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "is a folder, not a picture"
-    if stat.S_ISFIFO(mode):
-        return "is a named pipe (FIFO), not a file"
-    if stat.S_ISSOCK(mode):
-        return "is a socket, not a file"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is a device, not a file"
-    return "is not a regular file"
 
 
 def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
@@ -153,7 +98,7 @@ def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXEL
     except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, struct.error…
         raise InputError(path, f"image data is truncated or corrupt ({_short(exc)})") from None
     tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-    return LoadedImage(path=path, tensor=tensor, sha256=hashlib.sha256(data).hexdigest(), note=note)
+    return LoadedImage(path=path, tensor=tensor, sha256=sha256_hex(data), note=note)
 
 
 _REDUCIBLE = frozenset({"RGB", "L", "CMYK", "I", "F"})  # no alpha: its colours must not bleed before compositing
@@ -178,48 +123,6 @@ def _frames_note(img: Image.Image) -> str | None:
     frames = getattr(img, "n_frames", 0)
     img.seek(0)
     return f"{img.format} with {frames} frames: styled the first frame only"
-
-
-def target_size(
-    height: int, width: int, max_side: int | None = None, max_pixels: int | None = None
-) -> tuple[int, int]:
-    """Pick the working resolution: the size the user asked for, within the pixel budget."""
-    if height < 1 or width < 1:
-        raise ValueError(f"image size must be positive, got {height}×{width}")
-    if max_side is not None and max_side < 1:
-        raise ValueError(f"max_side must be >= 1, got {max_side}")
-    if max_pixels is not None and max_pixels < 1:
-        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
-    candidates = []
-    if max_side is not None:
-        candidates.append(_fit_side(height, width, max_side))
-    if max_pixels is not None:
-        candidates.append(_fit_pixels(height, width, max_pixels))
-    return min(candidates, key=lambda hw: hw[0] * hw[1], default=(height, width))
-
-
-def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample without aliasing so downscaled content and style keep their true statistics."""
-    _check_image(image)
-    height, width = size
-    if height < 1 or width < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    if tuple(image.shape[-2:]) == (height, width):
-        return image
-    batch = image if image.dim() == 4 else image.unsqueeze(0)
-    out = F.interpolate(batch, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
-    out = out.clamp_(0.0, 1.0)
-    return out if image.dim() == 4 else out.squeeze(0)
-
-
-def tile(image: torch.Tensor, grid: int) -> torch.Tensor:
-    """Turn a photo into a repeating texture so its Gram statistics describe a style, not a scene."""
-    _check_image(image)
-    if grid < 1:
-        raise ValueError(f"grid must be >= 1, got {grid}")
-    if grid == 1:
-        return image
-    return image.repeat(*([1] * (image.dim() - 2)), grid, grid)
 
 
 def to_pil(image: torch.Tensor) -> PIL.Image.Image:
@@ -368,33 +271,6 @@ def _amount(pixels: int) -> str:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _fit_side(height: int, width: int, max_side: int) -> tuple[int, int]:
-    scale = max_side / max(height, width)
-    if height >= width:
-        return max_side, max(1, round(width * scale))
-    return max(1, round(height * scale)), max_side
-
-
-def _fit_pixels(height: int, width: int, max_pixels: int) -> tuple[int, int]:
-    if height * width <= max_pixels:
-        return height, width
-    scale = math.sqrt(max_pixels / (height * width))
-    h, w = max(1, round(height * scale)), max(1, round(width * scale))
-    if h * w > max_pixels:
-        h, w = max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
-    if h * w > max_pixels:  # extreme aspect ratios: the short side is already 1
-        if h <= w:
-            w = max(1, max_pixels // h)
-        else:
-            h = max(1, max_pixels // w)
-    return h, w
-
-
-def _check_image(image: torch.Tensor) -> None:
-    if image.dim() not in (3, 4) or image.shape[-3] != 3:
-        raise ValueError(f"expected a (3, H, W) or (B, 3, H, W) image, got shape {tuple(image.shape)}")
 
 
 def _save_options(pil_format: str, quality: int) -> dict[str, object]:

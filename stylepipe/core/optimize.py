@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import OptimizationError
-from .losses import LossTerm
+from .losses import Term
 from .network import FeatureExtractor, is_out_of_memory
 from .targets import Targets
 
@@ -58,7 +58,7 @@ class Objective:
     """Weighted loss terms against fixed targets; call it on a batch to get per-image parts."""
 
     extractor: FeatureExtractor | None
-    terms: Sequence[LossTerm]
+    terms: Sequence[Term]
     content: Targets = field(default_factory=dict)
     style: Targets = field(default_factory=dict)
     precision: Precision = "fp32"
@@ -99,7 +99,7 @@ class Objective:
         return values
 
 
-def content_targets(extractor: FeatureExtractor, terms: Sequence[LossTerm], content: torch.Tensor) -> Targets:
+def content_targets(extractor: FeatureExtractor, terms: Sequence[Term], content: torch.Tensor) -> Targets:
     """Targets of the content-side terms for a batch of content images."""
     content_terms = [term for term in terms if term.side == "content"]
     layers = sorted({layer for term in content_terms for layer in term.layers})

@@ -8,7 +8,7 @@ any point (disk full, read-only folder, a signal) removes the temp file.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import re
 import secrets
@@ -16,7 +16,9 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from .hashing import sha256_hex
 
 #: A temp file left by a writer that died (kill -9, power cut) is swept after this long at the latest.
 STALE_AFTER_S = 3600.0
@@ -24,7 +26,7 @@ _PART = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[0-9a-f]{12}\.pa
 
 
 def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return sha256_hex(socket.gethostname())[:8]
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -45,6 +47,22 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    """Readers never see half a report or sidecar: the same atomic writer as the pictures."""
+    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    """Readers never see half a file (report, page): the one atomic writer, for text."""
+    write_bytes_atomic(text.encode("utf-8"), path)
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> None:
+    """The one atomic writer  for bytes already in memory: pages, thumbnails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda handle: handle.write(data))
 
 
 def fsync_directory(directory: Path) -> None:

@@ -1,0 +1,97 @@
+"""Loss definitions of Gatys et al., made resolution-independent, and the LossTerm protocol.
+
+Normalisations (pinned in tests/test_losses.py; weights only mean something with them):
+
+* content  = Σ_l w_l · mean((F_l − P_l)²) / Σ_l w_l           (F: image features, P: content's)
+* gram(F)  = F Fᵀ / (C·H·W)                                      (F reshaped to C × HW)
+* style_l  = ¼ Σ_ij (gram(F_l) − A_l)²_ij                        (A: the style's cached Gram target)
+* style    = Σ_l w_l · style_l / Σ_l w_l
+
+style_l is the paper's E_l = 1/(4N²M²) Σ_ij (G − A)²_ij with G = F Fᵀ (N channels, M positions),
+rewritten with the position-normalised Gram: a *sum* over the N×N entries. A *mean* over the entries
+would scale each layer by 1/N², and with the normalised VGG19 (equal mean activation per layer)
+relu1_1 would then outweigh relu4_1 and relu5_1 64×: the painting's large strokes vanish.
+* tv       = mean((x[..., 1:, :] − x[..., :-1, :])²) + mean((x[..., :, 1:] − x[..., :, :-1])²)
+
+Every per-image quantity has shape (B,): a batch of N images is N independent problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, cast, runtime_checkable
+
+import torch
+
+Side = Literal["content", "style", "image"]
+Features = Mapping[str, torch.Tensor]
+TensorDict = dict[str, torch.Tensor]
+
+
+# --- pure tensor functions -------------------------------------------------------------------
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Channel correlations that forget *where* things are: the paper's style representation."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per batch item, so batched images never share a loss."""
+    return (a - b).pow(2).flatten(1).mean(dim=1)  # b broadcasts: (C, C) or (1, …) targets
+
+
+def content_loss(features: Features, targets: Features, layer_weights: Mapping[str, float]) -> torch.Tensor:
+    """Weighted mean over layers of the per-image feature MSE."""
+    total = sum(layer_weights.values())
+    return cast(torch.Tensor, sum(w * per_image_mse(features[l], targets[l]) for l, w in layer_weights.items()) / total)
+
+
+def gram_distance(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The paper's per-layer style error E_l, per image: ¼ of the summed squared Gram difference."""
+    return 0.25 * (gram(features) - target).pow(2).flatten(1).sum(dim=1)
+
+
+def style_loss(features: Features, targets: Features, layer_weights: Mapping[str, float]) -> torch.Tensor:
+    """Weighted mean over layers of the paper's E_l, so every layer keeps the paper's balance."""
+    total = sum(layer_weights.values())
+    return cast(torch.Tensor, sum(w * gram_distance(features[l], targets[l]) for l, w in layer_weights.items()) / total)
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Squared neighbour differences per image: discourages high-frequency noise."""
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).flatten(1).mean(dim=1)
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).flatten(1).mean(dim=1)
+    return dx + dy
+
+
+# --- what the optimiser needs of a term ----------------------------------------------------------
+
+
+@runtime_checkable
+class Term(Protocol):
+    """What the optimiser and the targets stage read of a loss term. `stylepipe.losses.LossTerm`
+    (with validated parameters, for YAML and plugins) is the usual implementation; any object
+    with these members works, so the core needs no settings library."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def side(self) -> Side: ...
+
+    @property
+    def weight(self) -> float: ...
+
+    @property
+    def layers(self) -> Sequence[str]: ...
+
+    def style_targets(self, features: Features) -> TensorDict: ...
+
+    def content_targets(self, features: Features) -> TensorDict: ...
+
+    def loss(self, image: torch.Tensor, features: Features, content: Features, style: Features) -> torch.Tensor: ...
+
+    def fingerprint(self) -> dict[str, Any]: ...
