@@ -145,9 +145,11 @@ class GpuMemoryWatch:
 
 #: Forked from a ~10 MB interpreter, the measured child starts its peak RSS from nearly nothing.
 _LAUNCHER = """
-import json, os, subprocess, sys, time
+import json, os, resource, subprocess, sys, time
+cap = int(os.environ.get("BENCH_MEMORY_CAP_MB", "0")) << 20
+limit = (lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap))) if cap else None
 start = time.perf_counter()
-child = subprocess.Popen(sys.argv[2:])
+child = subprocess.Popen(sys.argv[2:], preexec_fn=limit)
 _, status, usage = os.wait4(child.pid, 0)
 code = os.waitstatus_to_exitcode(status)
 with open(sys.argv[1], "w") as out:
@@ -159,7 +161,8 @@ sys.exit(code if code >= 0 else 1)
 
 def run_process(command: Sequence[str | Path], *, check: bool = True, env: Mapping[str, str] | None = None) -> ProcessResult:
     """Run a child to completion via the launcher; its output goes to temp files so a chatty child
-    never blocks."""
+    never blocks. `BENCH_MEMORY_CAP_MB` in `env` caps the child's address space, so a run that
+    cannot fit fails with an allocation error instead of waking the kernel's OOM killer."""
     argv = [str(part) for part in command]
     with (tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err,
           tempfile.TemporaryDirectory() as temp, GpuMemoryWatch() as gpu):

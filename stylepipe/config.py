@@ -35,6 +35,16 @@ class SizeConfig(Strict):
     max_pixels: int | None = Field(None, ge=256, description="cap on width × height of the output")
     style_scale: float = Field(1.0, gt=0, le=8, description="style pictures' size relative to max_side / max_pixels")
     style_max_side: int | None = Field(None, ge=32, description="absolute longest side of style pictures (overrides style_scale)")
+    tile: Literal["auto", "off"] | int = Field(
+        "auto", description="auto: run the network on tiles only when the whole picture would not fit in memory; "
+                            "off: never; a number: tiles of that side (px), for print sizes on small machines")
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_side(cls, value: Literal["auto", "off"] | int) -> Literal["auto", "off"] | int:
+        if isinstance(value, int) and value < 64:
+            raise ValueError("a tile needs at least 64 px a side (use auto, off, or 64 and more)")
+        return value
 
     @model_validator(mode="after")
     def _some_size(self) -> SizeConfig:
@@ -147,6 +157,8 @@ class CacheConfig(Strict):
 
 class LimitsConfig(Strict):
     max_input_pixels: int = Field(178_956_970, ge=1, description="decompression-bomb guard for every input")
+    max_memory_mb: int | None = Field(None, ge=256, description="memory one batch may use (RAM on the CPU, device "
+                                                             "memory on a GPU); default: what is free; size.tile: auto keeps within it")
 
 
 class RayConfig(Strict):

@@ -38,7 +38,6 @@ from .resume import is_done, job_fingerprint, settings_digest
 from .styles import StyleContext, StyleSource
 from .sweep import Side, SweepStep, sweep_steps, union_terms
 
-#: Bump when a change to the algorithm should invalidate every finished output.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -52,6 +51,8 @@ class RunSettings:
     optimize: OptimizeSettings
     pyramid: Pyramid
     batch_size: int | str
+    tile: int | str  # "auto", "off", or a tile's core side in pixels (size.tile)
+    max_memory_mb: int | None  # the memory one batch may use (limits.max_memory_mb); None: what is free
     precision: str  # fp32, bf16 or fp16: `auto` resolved for the run's device, so resume hashes say what ran
     compile: bool
     init: str
@@ -386,6 +387,8 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         optimize=OptimizeSettings(cfg.optimize.optimizer, cfg.optimize.steps or defaults.steps, cfg.optimize.lr),
         pyramid=_pyramid(cfg.optimize.pyramid, defaults.pyramid),
         batch_size=cfg.optimize.batch_size,
+        tile=cfg.size.tile,
+        max_memory_mb=cfg.limits.max_memory_mb,
         precision=planned_precision(cfg.optimize.precision, cfg.network.device),
         compile=cfg.optimize.compile,
         init=init,

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-region L-BFGS steps
 SIDECAR_DIR = ".stylepipe"
-#: Settings that change where and how fast a job runs, never what its output should be.
-_VOLATILE = ("device", "network_weights", "init_path", "batch_size", "compile")
+#: Settings that change where, how fast and in what pieces a job runs, never what its output should be
+#: (tiles give the whole picture's gradient, so tiled and untiled outputs agree to float tolerance).
+_VOLATILE = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile")
 
 
 def sidecar_path(out_dir: Path, output: Path) -> Path:
