@@ -107,5 +107,12 @@ def key_settings(settings: RunSettings, terms: Sequence[LossTerm]) -> dict[str, 
         "pooling": settings.pooling,
         "weights": {term.name: term.weight for term in terms},
         "preserve_colors": settings.preserve_colors,
-        "output": f"{settings.output_format} q{settings.output_quality}",
+        "output": _output_label(settings),
     }
+
+
+def _output_label(settings: RunSettings) -> str:
+    """`jpg q92`, `tiff q92 16-bit 300 dpi`: depth and resolution only when they are not the defaults."""
+    depth = " 16-bit" if settings.output_bit_depth == 16 else ""
+    dpi = f" {settings.output_dpi} dpi" if settings.output_dpi else ""
+    return f"{settings.output_format} q{settings.output_quality}{depth}{dpi}"
