@@ -29,7 +29,7 @@ class ItemReport:
     output: str | None
     status: Status
     error: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # its share of its batch's optimisation time, plus writing its own file
     loss: dict[str, float | None] | None = None  # null: a side the mode does not use
     steps: int = 0
     job: int = -1

@@ -315,6 +315,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         if result.diverged[i]:
             log.warning("%s: the loss diverged; kept the best image seen", job.output.name)
         losses = _loss_summary(values, i)
+        saving = time.perf_counter()
         try:
             exif = read_exif(job.content) if settings.keep_metadata and job.content else None
             dpi = (settings.output_dpi, settings.output_dpi) if settings.output_dpi else ready.dpi
@@ -327,8 +328,9 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             items.append(_failed(job, f"{job.output}: cannot write ({cause})"))
             continue
+        own = seconds + time.perf_counter() - saving  # a 16-bit print-size file takes a while to write
         items.append(ItemReport(job.content_ref, job.style_ref, str(job.output), "done", None,
-                                round(seconds, 3), losses, result.steps, job.index, curves[i] if curves else None,
+                                round(own, 3), losses, result.steps, job.index, curves[i] if curves else None,
                                 ready.note, job.layers))
     return items
 
