@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -19,20 +20,13 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
 from .core.errors import ConfigError, StylepipeError
 from .logs import add_log_file, setup_logging
+from .progress import Clock, PlainThrottle, ProgressTracker, format_duration
 from .report import ItemReport
 
 # Plain click help: flags without a `<bool>` after them, and no boxes in a pipe.
@@ -90,12 +84,18 @@ def version() -> None:
 
 
 class CliEvents:
-    """Renders run events: live bars on a terminal, one log line per job otherwise."""
+    """Renders run events: on a terminal live bars with each picture's step, loss and ETA and the
+    run's ETA; otherwise (cron, logs) one line per job, and a progress line for a long picture at
+    most every 30 s and every 10% of its steps."""
 
-    def __init__(self) -> None:
-        self.live = stderr.is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), console=stderr, transient=True, disable=not self.live)
+    def __init__(self, console: Console | None = None, clock: Clock = time.monotonic, plain_every_s: float = 30.0) -> None:
+        self.console = console or stderr
+        self.live = self.console.is_terminal
+        self.tracker = ProgressTracker(clock)
+        self.throttle = PlainThrottle(plain_every_s, clock=clock)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), console=self.console, transient=True, disable=not self.live,
+                                 get_time=clock)
         self.run_task: TaskID | None = None
         self.job_task: TaskID | None = None
 
@@ -108,22 +108,30 @@ class CliEvents:
 
     def planned(self, total: int, todo: int) -> None:
         log.info("%d job(s): %d to run, %d already done", total, todo, total - todo)
-        self.run_task = self.progress.add_task("jobs", total=todo)
+        self.tracker.planned(todo)
+        self.run_task = self.progress.add_task("jobs", total=todo, info=f"0/{todo}")
 
     def targets(self, label: str, cached: bool) -> None:
         log.info("style %s: targets %s", label, "from cache" if cached else "computed")
 
     def job_started(self, job: Any) -> None:
-        name = _job_name(job.content_ref, job.style_ref, job.layers)
+        self.tracker.job_started(job.index)
+        self.throttle.restart()
         if self.job_task is not None:
             self.progress.remove_task(self.job_task)
-        self.job_task = self.progress.add_task(name, total=None)
+        self.job_task = self.progress.add_task(_job_name(job.content_ref, job.style_ref, job.layers), total=None, info="")
 
     def step(self, job: Any, step: int, steps: int, loss: float) -> None:
+        now = self.tracker.step(job.index, step, steps, loss)
+        name = _job_name(job.content_ref, job.style_ref, job.layers)  # a batch reports its first picture's steps
         if self.job_task is not None:
-            self.progress.update(self.job_task, completed=step, total=steps)
+            self.progress.update(self.job_task, description=name, completed=step, total=steps, info=now.text())
+        self._run_info(now.run_eta)
+        if not self.live and self.throttle.due(step, steps):
+            log.info("progress: %s: %s, %s elapsed", name, now.text(), format_duration(now.elapsed))
 
     def job_finished(self, job: Any, item: ItemReport) -> None:
+        self.tracker.job_finished(item.job, made=item.status == "done")
         if item.status == "failed":
             log.error("failed: job %d (%s): %s", item.job, _job_name(item.content, item.style, item.layers), item.error)
         else:
@@ -131,6 +139,13 @@ class CliEvents:
             log.info("done: %s (%.1f s%s)", Path(item.output or "").name, item.seconds, note)
         if self.run_task is not None:
             self.progress.advance(self.run_task)
+        self._run_info(self.tracker.run_eta())
+
+    def _run_info(self, run_eta: float | None) -> None:
+        """The run's bar: pictures finished of those to do, and the time left when it is known."""
+        if self.run_task is not None:
+            eta = f" · run ETA {format_duration(run_eta)}" if run_eta else ""
+            self.progress.update(self.run_task, info=f"{self.tracker.finished}/{self.tracker.todo}{eta}")
 
     def warning(self, message: str) -> None:
         log.warning("%s", message)

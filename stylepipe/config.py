@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .core.errors import ConfigError
 from .core.suggest import did_you_mean
+from .io.images import SIXTEEN_BIT_FORMATS
 from .io.weights import NETWORKS
 from .losses import ContentParams, StyleParams, TVParams
 
@@ -63,8 +64,10 @@ _FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 class OutputConfig(Strict):
     dir: str = "outputs"
     pattern: str | None = Field(None, description="fields: {content} {style} {mode} {ext} {index} {input} {layers}")
-    format: Literal["jpg", "png", "webp"] = "jpg"
+    format: Literal["jpg", "png", "webp", "tiff"] = "jpg"
     quality: int = Field(92, ge=1, le=100)
+    bit_depth: Literal[8, 16] = Field(8, description="bits per channel; 16 (png, tiff) keeps a print's gradients smooth")
+    dpi: int | None = Field(None, ge=1, le=100_000, description="print resolution written into the file (default: the content photo's)")
     html: bool = Field(True, description="write report.html, a gallery page, beside report.json")
     keep_metadata: bool = Field(False, description="copy each content photo's EXIF to its output (orientation already applied)")
 
@@ -82,6 +85,24 @@ class OutputConfig(Strict):
         if isinstance(value, str):
             value = value.strip().lower()
             return _FORMAT_ALIASES.get(value, value)
+        return value
+
+    @field_validator("bit_depth")
+    @classmethod
+    def _depth_fits_format(cls, value: int, info: ValidationInfo) -> int:
+        """jpg and webp hold 8 bits per channel: a 16-bit request there would be quietly lost."""
+        fmt = info.data.get("format")  # absent when the format itself is wrong: that error is enough
+        if value == 16 and fmt is not None and fmt not in SIXTEEN_BIT_FORMATS:
+            raise ValueError(f"{fmt} holds 8 bits per channel; 16-bit output needs format "
+                             f"{' or '.join(SIXTEEN_BIT_FORMATS)}")
+        return value
+
+    @field_validator("keep_metadata")
+    @classmethod
+    def _metadata_fits_format(cls, value: bool, info: ValidationInfo) -> bool:
+        """EXIF is not written into TIFF: refusing says so, instead of dropping it unasked."""
+        if value and info.data.get("format") == "tiff":
+            raise ValueError("EXIF is not copied into tiff outputs; use png (16-bit too), jpg or webp to keep it")
         return value
 
 

@@ -68,6 +68,8 @@ class RunSettings:
     pooling: str
     device: str
     keep_metadata: bool = False  # copy the content photo's EXIF to its output
+    output_bit_depth: int = 8  # 16: png and tiff only (the config checks)
+    output_dpi: int | None = None  # None: each output keeps its content photo's resolution, if it states one
 
 
 @dataclass(frozen=True)
@@ -404,6 +406,8 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         pooling=cfg.network.pooling,
         device=cfg.network.device,
         keep_metadata=cfg.output.keep_metadata,
+        output_bit_depth=cfg.output.bit_depth,
+        output_dpi=cfg.output.dpi,
     )
 
 

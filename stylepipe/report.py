@@ -29,7 +29,7 @@ class ItemReport:
     output: str | None
     status: Status
     error: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # its share of its batch's optimisation time, plus writing its own file
     loss: dict[str, float | None] | None = None  # null: a side the mode does not use
     steps: int = 0
     job: int = -1
@@ -107,5 +107,12 @@ def key_settings(settings: RunSettings, terms: Sequence[LossTerm]) -> dict[str, 
         "pooling": settings.pooling,
         "weights": {term.name: term.weight for term in terms},
         "preserve_colors": settings.preserve_colors,
-        "output": f"{settings.output_format} q{settings.output_quality}",
+        "output": _output_label(settings),
     }
+
+
+def _output_label(settings: RunSettings) -> str:
+    """`jpg q92`, `tiff q92 16-bit 300 dpi`: depth and resolution only when they are not the defaults."""
+    depth = " 16-bit" if settings.output_bit_depth == 16 else ""
+    dpi = f" {settings.output_dpi} dpi" if settings.output_dpi else ""
+    return f"{settings.output_format} q{settings.output_quality}{depth}{dpi}"

@@ -31,6 +31,9 @@ SIDECAR_DIR = ".stylepipe"
 #: Settings that change where, how fast and in what pieces a job runs, never what its output should be
 #: (tiles give the whole picture's gradient, so tiled and untiled outputs agree to float tolerance).
 _VOLATILE = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile")
+#: Settings added after outputs existed, left out of the hash at their default: upgrading then
+#: redoes no finished picture, while setting one (16 bits, a dpi) redoes every output it changes.
+_ADDED_LATER = {"output_bit_depth": 8, "output_dpi": None}
 
 
 def sidecar_path(out_dir: Path, output: Path) -> Path:
@@ -65,6 +68,9 @@ def settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleS
     data = asdict(settings)
     for volatile in _VOLATILE:
         data.pop(volatile)
+    for key, default in _ADDED_LATER.items():
+        if data[key] == default:
+            del data[key]
     return {
         "algorithm": ALGORITHM_VERSION,
         "settings": json.loads(json.dumps(data, default=str)),

@@ -180,6 +180,7 @@ class Ready:
     content: torch.Tensor | None
     size: tuple[int, int]
     note: str | None = None  # how the content was read (first frame of an animation), for the report
+    dpi: tuple[int, int] | None = None  # the content photo's print resolution, which its output keeps
 
 
 @dataclass
@@ -213,18 +214,18 @@ def _prepare(job: Job, ctx: WorkerContext) -> Ready:
         raise StylepipeError(job.error)
     if job.style and job.style_label in ctx.style_errors:
         raise StylepipeError(f"style {job.style_label!r} failed: {ctx.style_errors[job.style_label]}")
-    content, note = None, None
+    content, note, dpi = None, None, None
     if job.content:
         loaded = load_image(job.content, settings.max_input_pixels, (settings.size_max_side, settings.size_max_pixels))
         if job.content_sha is not None and loaded.sha256 != job.content_sha:
             # the resume hash was taken from other bytes: its sidecar would lie
             raise StylepipeError(f"{job.content_label}: changed while the run was going; run again to style the new version")
-        content, note = _fit(loaded.tensor, settings), loaded.note
+        content, note, dpi = _fit(loaded.tensor, settings), loaded.note, loaded.dpi
     size = _output_size(job, settings, content)
     if min(size) < MIN_SIDE:
         raise StylepipeError(f"{job.content_label}: {size[1]}×{size[0]} px at this size; every side needs "
                              f"at least {MIN_SIDE} px: raise size.max_side")
-    return Ready(job, content, size, note)
+    return Ready(job, content, size, note, dpi)
 
 
 def run_prepared(prepared: PreparedBatch, ctx: WorkerContext, events: RunEvents | None = None) -> Iterator[ItemReport]:
@@ -314,9 +315,12 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         if result.diverged[i]:
             log.warning("%s: the loss diverged; kept the best image seen", job.output.name)
         losses = _loss_summary(values, i)
+        saving = time.perf_counter()
         try:
             exif = read_exif(job.content) if settings.keep_metadata and job.content else None
-            save_image(final[i].cpu(), job.output, settings.output_format, settings.output_quality, exif)
+            dpi = (settings.output_dpi, settings.output_dpi) if settings.output_dpi else ready.dpi
+            save_image(final[i].cpu(), job.output, settings.output_format, settings.output_quality, exif,
+                       bit_depth=settings.output_bit_depth, dpi=dpi)
             record = {"fingerprint": job.fingerprint, "content": job.content_ref, "style": job.style_ref, "loss": losses,
                       "history": curves[i] if curves else None}
             write_sidecar(ctx.out_dir, job.output, record)
@@ -324,8 +328,9 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             items.append(_failed(job, f"{job.output}: cannot write ({cause})"))
             continue
+        own = seconds + time.perf_counter() - saving  # a 16-bit print-size file takes a while to write
         items.append(ItemReport(job.content_ref, job.style_ref, str(job.output), "done", None,
-                                round(seconds, 3), losses, result.steps, job.index, curves[i] if curves else None,
+                                round(own, 3), losses, result.steps, job.index, curves[i] if curves else None,
                                 ready.note, job.layers))
     return items
 

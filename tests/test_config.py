@@ -152,6 +152,16 @@ def test_reconstruct_style_needs_no_content(tmp_path: Path) -> None:
                      "mode transfer needs `content:`", id="transfer-without-content"),
         pytest.param("mode: painting\ncontent: a.jpg\nstyles: b.jpg\n", "1:7", "mode",
                      "'transfer'", id="unknown-mode"),
+        pytest.param("content: a.jpg\nstyles: b.jpg\noutput:\n  bit_depth: 16\n", "4:14", "output.bit_depth",
+                     "jpg holds 8 bits per channel; 16-bit output needs format png or tiff", id="16-bit-jpg-by-default"),
+        pytest.param("content: a.jpg\nstyles: b.jpg\noutput:\n  format: webp\n  bit_depth: 16\n", "5:14",
+                     "output.bit_depth", "webp holds 8 bits per channel", id="16-bit-webp"),
+        pytest.param("content: a.jpg\nstyles: b.jpg\noutput:\n  format: png\n  bit_depth: 12\n", "5:14",
+                     "output.bit_depth", "Input should be 8 or 16", id="12-bit"),
+        pytest.param("content: a.jpg\nstyles: b.jpg\noutput:\n  dpi: 0\n", "4:8", "output.dpi",
+                     "greater than or equal to 1", id="zero-dpi"),
+        pytest.param("content: a.jpg\nstyles: b.jpg\noutput:\n  format: tif\n  keep_metadata: true\n", "5:18",
+                     "output.keep_metadata", "EXIF is not copied into tiff outputs", id="exif-into-tiff"),
     ],
 )
 def test_schema_errors_name_file_line_column_and_key(tmp_path: Path, text: str, where: str, key: str, message: str) -> None:
@@ -496,3 +506,16 @@ def test_misspelt_values_get_the_closest_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize("written", ["jpeg", "JPG", "Jpeg"])
 def test_jpeg_is_accepted_for_jpg(tmp_path: Path, written: str) -> None:
     assert load_pipeline(write(tmp_path, MINIMAL + f"output: {{format: {written}}}\n")).config.output.format == "jpg"
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [("tif", "tiff"), ("TIFF", "tiff"), ("png", "png")])
+def test_16_bits_and_a_dpi_for_the_formats_that_hold_them(tmp_path: Path, fmt: str, expected: str) -> None:
+    output = load_pipeline(write(tmp_path, MINIMAL + f"output: {{format: {fmt}, bit_depth: 16, dpi: 300}}\n")).config.output
+    assert (output.format, output.bit_depth, output.dpi) == (expected, 16, 300)
+    defaults = load_pipeline(write(tmp_path, MINIMAL)).config.output
+    assert (defaults.bit_depth, defaults.dpi) == (8, None)  # None: keep each content photo's own dpi
+
+
+def test_a_16_bit_jpg_set_on_the_command_line_is_refused_there(tmp_path: Path) -> None:
+    error = config_error(write(tmp_path, MINIMAL), ("output.bit_depth=16",))
+    assert error == "--set: output.bit_depth: jpg holds 8 bits per channel; 16-bit output needs format png or tiff"

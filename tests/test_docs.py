@@ -74,3 +74,27 @@ def test_slurm_script_is_valid_bash():
     (script,) = blocks("bash")
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert "--shard" in script
+
+
+def test_every_pipeline_key_has_a_row_in_the_readme_reference() -> None:
+    """A key (or the mapping it sits in, as `losses.content`) is a row of README's pipeline.yaml reference."""
+    from stylepipe.config import PipelineConfig, _model_in
+
+    readme = (ROOT / "README.md").read_text()
+    first_cells = re.findall(r"^\| (`[^|]*`) \|", readme, flags=re.M)
+    rows = {key for cell in first_cells for key in re.findall(r"`([^`]+)`", cell)}
+
+    def leaves(model, prefix: str = ""):
+        for name, info in model.model_fields.items():
+            inner = _model_in(info.annotation)
+            if inner is None or name == "styles":  # a style's keys are its source's parameters
+                yield prefix + name
+            else:
+                yield from leaves(inner, f"{prefix}{name}.")
+
+    def documented(key: str) -> bool:
+        parts = key.split(".")
+        return any(".".join(parts[:i]) in rows for i in range(1, len(parts) + 1))
+
+    assert [key for key in leaves(PipelineConfig) if not documented(key)] == []
+    assert {"output.format", "output.bit_depth", "output.dpi"} <= rows

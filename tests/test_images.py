@@ -534,7 +534,7 @@ def test_jpeg_chroma_subsampling_follows_quality(tmp_path: Path) -> None:
     assert (tmp_path / "lo.jpg").stat().st_size < (tmp_path / "hi.jpg").stat().st_size
 
 
-@pytest.mark.parametrize(("fmt", "quality"), [("gif", 90), ("tiff", 90), ("jpg", 0), ("jpg", 101)])
+@pytest.mark.parametrize(("fmt", "quality"), [("gif", 90), ("bmp", 90), ("jpg", 0), ("jpg", 101)])
 def test_save_rejects_bad_arguments(tmp_path: Path, fmt: str, quality: int) -> None:
     with pytest.raises(ValueError):
         save_image(torch.zeros(3, 4, 4), tmp_path / "x", format=fmt, quality=quality)

@@ -1,20 +1,27 @@
 """Pictures in and out: decode any file Pillow reads into an RGB tensor, resize, save atomically.
 
 This is the edge where files become tensors. Every problem with an input file becomes an
-`InputError(path, cause)`, so one bad picture fails only the jobs that need it.
+`InputError(path, cause)`, so one bad picture fails only the jobs that need it. Outputs are
+8-bit jpg/png/webp through Pillow, 16-bit PNG through pypng and TIFF through tifffile (Pillow
+writes neither 16-bit RGB), all tagged sRGB and streamed through the one atomic writer.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import BinaryIO
 
 import numpy as np
 import PIL.Image
+import png
+import tifffile
 import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -35,7 +42,9 @@ if pillow_heif is not None:
 DEFAULT_MAX_INPUT_PIXELS = 178_956_970  # Pillow's own error threshold (2 × MAX_IMAGE_PIXELS)
 
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
-_SAVE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+_SAVE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF"}
+#: Formats that hold 16 bits per channel; jpg and webp hold 8.
+SIXTEEN_BIT_FORMATS = ("png", "tiff")
 _PIL_BOMB = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
 #: Formats Pillow can only identify, not decode into pixels.
 _IDENTIFY_ONLY = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "WMF"})
@@ -60,6 +69,7 @@ class LoadedImage:
     tensor: torch.Tensor  # (3, H, W) float32 sRGB in [0, 1], EXIF orientation applied
     sha256: str  # hex sha256 of the very bytes that were decoded
     note: str | None = None  # what a user should know about how it was read (first frame of many)
+    dpi: tuple[int, int] | None = None  # the file's print resolution, when it states one: outputs keep it
 
 
 def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
@@ -84,6 +94,7 @@ def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXEL
             with Image.open(io.BytesIO(data)) as img:
                 _check_pixels(path, img.size, max_input_pixels)
                 note = _frames_note(img)
+                dpi = _dpi(img.info.get("dpi"))
                 img.load()
                 rgb = _convert(path, _upright(_shrink(img, fit)))
     except InputError:
@@ -98,7 +109,21 @@ def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXEL
     except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, struct.error…
         raise InputError(path, f"image data is truncated or corrupt ({_short(exc)})") from None
     tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-    return LoadedImage(path=path, tensor=tensor, sha256=sha256_hex(data), note=note)
+    return LoadedImage(path=path, tensor=tensor, sha256=sha256_hex(data), note=note, dpi=dpi)
+
+
+def _dpi(value: object) -> tuple[int, int] | None:
+    """A stated resolution as whole dots per inch; none for absent, zero or nonsense values
+    (a PNG's pixels per metre read back as 299.9994 is the 300 dpi it was written as)."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        return None
+    try:
+        x, y = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(x) and math.isfinite(y)) or round(x) < 1 or round(y) < 1:
+        return None
+    return round(x), round(y)
 
 
 _REDUCIBLE = frozenset({"RGB", "L", "CMYK", "I", "F"})  # no alpha: its colours must not bleed before compositing
@@ -127,26 +152,80 @@ def _frames_note(img: Image.Image) -> str | None:
 
 def to_pil(image: torch.Tensor) -> PIL.Image.Image:
     """Quantise a result to 8-bit RGB, the form every output format and viewer accepts."""
+    return Image.fromarray(quantise(image, 8), mode="RGB")
+
+
+def quantise(image: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
+    """(H, W, 3) uint8 or uint16 of a (3, H, W) result: clamped, rounded, NaN as black."""
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image, got shape {tuple(image.shape)}")
-    pixels = torch.nan_to_num(image.detach().to("cpu", torch.float32), nan=0.0)
-    pixels = pixels.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-    return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+    pixels = torch.nan_to_num(image.detach().to("cpu", torch.float32), nan=0.0).clamp(0.0, 1.0)
+    if bit_depth == 8:
+        return pixels.mul(255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    levels = pixels.mul(65535.0).round().to(torch.int32).permute(1, 2, 0).contiguous().numpy()
+    return levels.astype(np.uint16)
 
 
 def save_image(image: torch.Tensor, path: Path, format: str = "jpg", quality: int = 92,
-               exif: bytes | None = None) -> None:
-    """Write atomically, tagged sRGB (what the pixels are), with the source's EXIF if given."""
-    pil_format = _SAVE_FORMATS.get(format.lower().lstrip("."))
+               exif: bytes | None = None, *, bit_depth: int = 8, dpi: tuple[int, int] | None = None) -> None:
+    """Write atomically, tagged sRGB (what the pixels are), with the source's EXIF and a print
+    resolution if given; 16 bits per channel (png, tiff) keep a print's smooth gradients unbanded."""
+    fmt = format.lower().lstrip(".")
+    pil_format = _SAVE_FORMATS.get(fmt)
     if pil_format is None:
         raise ValueError(f"unsupported output format {format!r}; use one of {sorted(_SAVE_FORMATS)}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    picture = to_pil(image)
-    options = _save_options(pil_format, quality) | {"icc_profile": _srgb_profile()}
-    if exif:
-        options["exif"] = exif
-    write_atomic(Path(path), lambda handle: picture.save(handle, format=pil_format, **options))
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    if bit_depth == 16 and pil_format not in ("PNG", "TIFF"):
+        raise ValueError(f"{fmt} holds 8 bits per channel; 16-bit output needs one of {', '.join(SIXTEEN_BIT_FORMATS)}")
+    if pil_format == "TIFF":
+        if exif:
+            raise ValueError("EXIF is not copied into tiff outputs; use png, jpg or webp to keep it")
+        pixels = quantise(image, bit_depth)
+        write_atomic(Path(path), lambda handle: _write_tiff(handle, pixels, dpi))
+    elif bit_depth == 16:
+        pixels = quantise(image, 16)
+        write_atomic(Path(path), lambda handle: _write_png16(handle, pixels, dpi, exif))
+    else:
+        picture = to_pil(image)
+        options = _save_options(pil_format, quality) | {"icc_profile": _srgb_profile()}
+        if exif:
+            options["exif"] = exif
+        if dpi and pil_format != "WEBP":  # WebP has no resolution field
+            options["dpi"] = dpi
+        write_atomic(Path(path), lambda handle: picture.save(handle, format=pil_format, **options))
+
+
+def _write_tiff(handle: BinaryIO, pixels: np.ndarray, dpi: tuple[int, int] | None) -> None:
+    """Deflate with horizontal prediction: lossless, and what every print workflow opens."""
+    named = tifffile.FileHandle(handle, name="output.tif")  # tifffile wants a name; an fdopen'ed file's is its fd
+    tifffile.imwrite(named, pixels, photometric="rgb", compression="zlib", predictor=True, iccprofile=_srgb_profile(),
+                     resolution=dpi, resolutionunit="INCH" if dpi else None, metadata=None, software="stylepipe")
+
+
+class _SrgbPngWriter(png.Writer):
+    """pypng's writer plus the chunks it has no option for: the sRGB profile (iCCP) and EXIF."""
+
+    def __init__(self, *args: object, exif: bytes | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.exif = exif
+
+    def write_preamble(self, outfile: BinaryIO) -> None:
+        super().write_preamble(outfile)
+        png.write_chunk(outfile, b"iCCP", b"sRGB\0\0" + zlib.compress(_srgb_profile()))
+        if self.exif:
+            png.write_chunk(outfile, b"eXIf", self.exif.removeprefix(b"Exif\0\0"))  # the chunk holds bare TIFF
+
+
+def _write_png16(handle: BinaryIO, pixels: np.ndarray, dpi: tuple[int, int] | None, exif: bytes | None) -> None:
+    """Row by row into the handle, compressed as it goes: a print-size file never sits in memory whole."""
+    height, width, _ = pixels.shape
+    per_metre = {"x_pixels_per_unit": round(dpi[0] / 0.0254), "y_pixels_per_unit": round(dpi[1] / 0.0254),
+                 "unit_is_meter": True} if dpi else {}
+    writer = _SrgbPngWriter(width, height, greyscale=False, bitdepth=16, compression=6, exif=exif, **per_metre)
+    writer.write_packed(handle, (row.astype(">u2").tobytes() for row in pixels))  # PNG's byte order, a row at a time
 
 
 def read_exif(path: Path) -> bytes | None:
