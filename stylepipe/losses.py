@@ -19,7 +19,7 @@ Every per-image quantity has shape (B,): a batch of N images is N independent pr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, Protocol, cast, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -120,6 +120,35 @@ class LossTerm:
         return {"term": self.name, "version": self.version, "params": params}
 
 
+@runtime_checkable
+class TileSafeTerm(Protocol):
+    """A network term whose loss depends on the whole picture only through sums over positions.
+
+    `stylepipe.tiling` evaluates such a term tile by tile, with the exact whole-picture loss and
+    gradient and the memory of one tile: it adds each tile's `tile_statistics` into whole-picture
+    sums S, takes the loss from `loss_from_statistics(S)`, then back-propagates dloss/dS through
+    each tile's statistics. A term with `layers` that lacks these two methods is refused there.
+
+    * `tile_statistics(features, content)`: `features[layer]` is float32 `(B, C, h, w)`, the
+      tile's features at the positions it owns (its core), for each of the term's layers;
+      `content` holds the term's content targets cropped to the same positions. Returns per-image
+      **sums** over those positions, each `(B, …)`, differentiable in `features`: summed over the
+      tiles they must give the whole picture's sums.
+    * `loss_from_statistics(stats, positions, style)`: `stats` are those whole-picture sums,
+      `positions[layer]` the number of positions of the whole picture at each layer (for means),
+      `style` the term's style targets. Returns `(B,)`, equal to `loss` on the whole picture and
+      differentiable in `stats`.
+
+    A content-side term's content targets must be maps at one of its layers, keyed by the layer
+    (`"relu4_2"`) or the layer and a suffix (`"relu4_2.x"`), of that layer's spatial size: the
+    engine computes them tile by tile and hands each tile its crop.
+    """
+
+    def tile_statistics(self, features: Features, content: Features) -> TensorDict: ...
+
+    def loss_from_statistics(self, stats: Features, positions: Mapping[str, int], style: Features) -> torch.Tensor: ...
+
+
 def _weights_for(layers: Sequence[str], layer_weights: Mapping[str, float]) -> dict[str, float]:
     """Per-layer weights, defaulting to 1 (an unweighted mean)."""
     return {layer: float(layer_weights.get(layer, 1.0)) for layer in layers}
@@ -179,6 +208,17 @@ class ContentLoss(LayeredTerm):
     def loss(self, image, features, content, style):
         return content_loss(features, content, self.layer_weights)
 
+    # tiling (TileSafeTerm): the MSE is a sum of squared differences over positions
+    def tile_statistics(self, features: Features, content: Features) -> TensorDict:
+        """Σ (F − P)² over the tile's positions, per image and channel: (B, C) per layer."""
+        return {layer: (features[layer] - content[layer]).pow(2).sum(dim=(2, 3)) for layer in self.layers}
+
+    def loss_from_statistics(self, stats: Features, positions: Mapping[str, int], style: Features) -> torch.Tensor:
+        """The weighted mean of per-layer MSEs: each sum over C channels × M positions."""
+        weights = self.layer_weights
+        total = sum(weights.values())
+        return cast(torch.Tensor, sum(w * stats[l].mean(dim=1) / positions[l] for l, w in weights.items()) / total)
+
 
 class StyleLoss(LayeredTerm):
     """Match the style's Gram matrices: its textures, colours and strokes, not its layout."""
@@ -197,6 +237,20 @@ class StyleLoss(LayeredTerm):
 
     def loss(self, image, features, content, style):
         return style_loss(features, style, self.layer_weights)
+
+    # tiling (TileSafeTerm): a Gram matrix is a sum of outer products over positions
+    def tile_statistics(self, features: Features, content: Features) -> TensorDict:
+        """Σ F Fᵀ over the tile's positions, per image: (B, C, C) per layer (gram() before normalising)."""
+        flat = {layer: features[layer].flatten(2) for layer in self.layers}
+        return {layer: torch.bmm(f, f.transpose(1, 2)) for layer, f in flat.items()}
+
+    def loss_from_statistics(self, stats: Features, positions: Mapping[str, int], style: Features) -> torch.Tensor:
+        """The weighted mean of E_l, with gram = Σ F Fᵀ / (C·M) as in `gram`."""
+        weights = self.layer_weights
+        total = sum(weights.values())
+        grams = {l: stats[l] / (stats[l].shape[1] * positions[l]) for l in weights}
+        errors = {l: 0.25 * (grams[l] - style[l]).pow(2).flatten(1).sum(dim=1) for l in weights}
+        return cast(torch.Tensor, sum(w * errors[l] for l, w in weights.items()) / total)
 
 
 class TotalVariation(LossTerm):
