@@ -45,7 +45,7 @@ mapping), and ``loss`` scores every image of a batch against them, one value per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from pydantic import Field, field_validator
@@ -110,5 +110,27 @@ class MeanStdLoss(LossTerm):
         per_layer = []
         for layer in self.layers:
             mean, std = channel_mean_std(features[layer])
+            per_layer.append(per_image_mse(mean, style[f"{layer}.mean"]) + per_image_mse(std, style[f"{layer}.std"]))
+        return torch.stack(per_layer).mean(dim=0)
+
+    # Tiling (stylepipe.losses.TileSafeTerm): with these two methods the term can be used with
+    # tiled evaluation (print-size pictures). Mean and std come from per-channel sums of x and x²,
+    # which add up over tiles; var = E[x²] − E[x]² is the same variance as `channel_mean_std`'s.
+    def tile_statistics(self, features: Features, content: Features) -> TensorDict:
+        """Σx and Σx² over the tile's positions, per image and channel: `{"relu1_1.sum": (B, C), …}`."""
+        stats: TensorDict = {}
+        for layer in self.layers:
+            flat = features[layer].flatten(2)
+            stats[f"{layer}.sum"] = flat.sum(dim=2)
+            stats[f"{layer}.sumsq"] = flat.pow(2).sum(dim=2)
+        return stats
+
+    def loss_from_statistics(self, stats: Features, positions: Mapping[str, int], style: Features) -> torch.Tensor:
+        """`loss` from the whole picture's sums: the same mean, std (EPS included) and MSEs."""
+        per_layer = []
+        for layer in self.layers:
+            mean = stats[f"{layer}.sum"] / positions[layer]
+            var = (stats[f"{layer}.sumsq"] / positions[layer] - mean.pow(2)).clamp_min(0.0)  # ≥ 0, as rounding may not be
+            std = (var + EPS).sqrt()
             per_layer.append(per_image_mse(mean, style[f"{layer}.mean"]) + per_image_mse(std, style[f"{layer}.std"]))
         return torch.stack(per_layer).mean(dim=0)

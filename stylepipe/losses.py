@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,6 +15,7 @@ from .core.losses import (
     Features,
     Side,
     TensorDict,
+    TileSafeTerm,
     content_loss,
     gram,
     gram_distance,
@@ -25,7 +26,7 @@ from .core.losses import (
 
 __all__ = [
     "BUILTIN_TERMS", "ContentLoss", "ContentParams", "Features", "LayeredParams", "LayeredTerm", "LossTerm", "Side",
-    "StyleLoss", "StyleParams", "TVParams", "TensorDict", "TermParams", "TotalVariation", "content_loss", "gram",
+    "StyleLoss", "StyleParams", "TVParams", "TensorDict", "TermParams", "TileSafeTerm", "TotalVariation", "content_loss", "gram",
     "gram_distance", "per_image_mse", "style_loss", "tv_loss",
 ]
 
@@ -141,6 +142,17 @@ class ContentLoss(LayeredTerm):
     def loss(self, image, features, content, style):
         return content_loss(features, content, self.layer_weights)
 
+    # tiling (TileSafeTerm): the MSE is a sum of squared differences over positions
+    def tile_statistics(self, features: Features, content: Features) -> TensorDict:
+        """Σ (F − P)² over the tile's positions, per image and channel: (B, C) per layer."""
+        return {layer: (features[layer] - content[layer]).pow(2).sum(dim=(2, 3)) for layer in self.layers}
+
+    def loss_from_statistics(self, stats: Features, positions: Mapping[str, int], style: Features) -> torch.Tensor:
+        """The weighted mean of per-layer MSEs: each sum over C channels × M positions."""
+        weights = self.layer_weights
+        total = sum(weights.values())
+        return cast(torch.Tensor, sum(w * stats[l].mean(dim=1) / positions[l] for l, w in weights.items()) / total)
+
 
 class StyleLoss(LayeredTerm):
     """Match the style's Gram matrices: its textures, colours and strokes, not its layout."""
@@ -159,6 +171,20 @@ class StyleLoss(LayeredTerm):
 
     def loss(self, image, features, content, style):
         return style_loss(features, style, self.layer_weights)
+
+    # tiling (TileSafeTerm): a Gram matrix is a sum of outer products over positions
+    def tile_statistics(self, features: Features, content: Features) -> TensorDict:
+        """Σ F Fᵀ over the tile's positions, per image: (B, C, C) per layer (gram() before normalising)."""
+        flat = {layer: features[layer].flatten(2) for layer in self.layers}
+        return {layer: torch.bmm(f, f.transpose(1, 2)) for layer, f in flat.items()}
+
+    def loss_from_statistics(self, stats: Features, positions: Mapping[str, int], style: Features) -> torch.Tensor:
+        """The weighted mean of E_l, with gram = Σ F Fᵀ / (C·M) as in `gram`."""
+        weights = self.layer_weights
+        total = sum(weights.values())
+        grams = {l: stats[l] / (stats[l].shape[1] * positions[l]) for l in weights}
+        errors = {l: 0.25 * (grams[l] - style[l]).pow(2).flatten(1).sum(dim=1) for l in weights}
+        return cast(torch.Tensor, sum(w * errors[l] for l, w in weights.items()) / total)
 
 
 class TotalVariation(LossTerm):

@@ -38,3 +38,7 @@ class InputError(StylepipeError):
 
 class OptimizationError(StylepipeError):
     """The optimisation diverged (NaN/inf) and no usable image was kept."""
+
+
+class TilingError(ConfigError):
+    """Tiled evaluation was asked of something it cannot do exactly (a term that is not tile-safe)."""

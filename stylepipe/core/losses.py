@@ -95,3 +95,32 @@ class Term(Protocol):
     def loss(self, image: torch.Tensor, features: Features, content: Features, style: Features) -> torch.Tensor: ...
 
     def fingerprint(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class TileSafeTerm(Protocol):
+    """A network term whose loss depends on the whole picture only through sums over positions.
+
+    `stylepipe.core.tiling` evaluates such a term tile by tile, with the exact whole-picture loss and
+    gradient and the memory of one tile: it adds each tile's `tile_statistics` into whole-picture
+    sums S, takes the loss from `loss_from_statistics(S)`, then back-propagates dloss/dS through
+    each tile's statistics. A term with `layers` that lacks these two methods is refused there.
+
+    * `tile_statistics(features, content)`: `features[layer]` is float32 `(B, C, h, w)`, the
+      tile's features at the positions it owns (its core), for each of the term's layers;
+      `content` holds the term's content targets cropped to the same positions. Returns per-image
+      **sums** over those positions, each `(B, …)`, differentiable in `features`: summed over the
+      tiles they must give the whole picture's sums.
+    * `loss_from_statistics(stats, positions, style)`: `stats` are those whole-picture sums,
+      `positions[layer]` the number of positions of the whole picture at each layer (for means),
+      `style` the term's style targets. Returns `(B,)`, equal to `loss` on the whole picture and
+      differentiable in `stats`.
+
+    A content-side term's content targets must be maps at one of its layers, keyed by the layer
+    (`"relu4_2"`) or the layer and a suffix (`"relu4_2.x"`), of that layer's spatial size: the
+    engine computes them tile by tile and hands each tile its crop.
+    """
+
+    def tile_statistics(self, features: Features, content: Features) -> TensorDict: ...
+
+    def loss_from_statistics(self, stats: Features, positions: Mapping[str, int], style: Features) -> torch.Tensor: ...

@@ -29,7 +29,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, cast
+from typing import Literal, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,13 @@ MAX_STEP_RMS = 0.03
 log = logging.getLogger("stylepipe.optimize")
 
 
+class Tiler(Protocol):
+    """Evaluates an Objective's parts with the same values and gradients as one whole-picture
+    pass, in less memory: `stylepipe.core.tiling.Tiling` runs the network on tiles."""
+
+    def parts(self, objective: Objective, image: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+
 @dataclass
 class Objective:
     """Weighted loss terms against fixed targets; call it on a batch to get per-image parts."""
@@ -62,6 +69,7 @@ class Objective:
     content: Targets = field(default_factory=dict)
     style: Targets = field(default_factory=dict)
     precision: Precision = "fp32"
+    tiling: Tiler | None = None  # None: one pass over the whole picture (see stylepipe.core.tiling)
 
     @property
     def layers(self) -> list[str]:
@@ -74,6 +82,8 @@ class Objective:
 
     def parts(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unweighted per-image value of each term, shape (B,) each; losses always in float32."""
+        if self.tiling is not None:
+            return self.tiling.parts(self, image)
         layers = self.layers
         features: dict[str, torch.Tensor] = {}
         if layers and self.extractor is not None:
