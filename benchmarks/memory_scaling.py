@@ -127,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap-mb", type=int, default=None, help="address-space cap of untiled runs (CPU)")
     parser.add_argument("--style", type=Path, default=DEFAULT_STYLE, help="style picture")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where the PNG plot goes")
+    parser.add_argument("--modes", default="off,tiled", help="which runs: off (untiled), tiled, or both")
+    parser.add_argument("--merge", action="store_true",
+                        help="add these rows to the existing JSON (same side and tile replaced): a long grid in parts")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     machine = machine_info()
     device = "cuda" if machine.get("gpu") and args.device in ("auto", "cuda") else "cpu"
     cap = args.cap_mb if args.cap_mb is not None else (None if device == "cuda" else total_ram_mb() - 2048)
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     with workspace(args.workdir) as work:
         content = content_set(work / "content", 1)[0]
         for side in sizes:
-            for tile in ("off", args.tile):
+            for tile in [t for t, mode in (("off", "off"), (args.tile, "tiled")) if mode in modes]:
                 print(f"{side} px, size.tile={tile} …", file=sys.stderr)
                 folder = work / f"{side}"
                 pipeline = write_case(folder, content, args.style, side, args.steps, args.device)
@@ -145,13 +149,21 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(side=side, cap_mb=cap if tile == "off" else None)
                 rows.append(row)
                 print(f"  {row['status']}: {row['max_rss_mb']} MB RSS, {row.get('s_per_step')} s/step", file=sys.stderr)
+    if args.merge and args.json.is_file():
+        new = {(r["side"], r["tile"]) for r in rows}
+        rows = [r for r in json.loads(args.json.read_text())["rows"] if (r["side"], r["tile"]) not in new] + rows
+        rows.sort(key=lambda r: (r["side"], r["tile"] != "off"))
+        sizes = sorted({r["side"] for r in rows})
     key, what = ("gpu_peak_mb", "peak GPU MB") if device == "cuda" else ("max_rss_mb", "peak RSS MB")
     table = []
     for side in sizes:
         pair = {r["tile"] == "off": r for r in rows if r["side"] == side}
-        cells = []
+        cells: list[Any] = []
         for untiled in (True, False):
-            r = pair[untiled]
+            r = pair.get(untiled)
+            if r is None:
+                cells += [None, None]
+                continue
             cells += [r[key] if r["status"] == "done" else f"did not fit ({r['cap_mb']} MB cap)" if untiled else "failed",
                       r.get("s_per_step")]
         table.append([side, *cells])

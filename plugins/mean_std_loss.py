@@ -113,7 +113,7 @@ class MeanStdLoss(LossTerm):
             per_layer.append(per_image_mse(mean, style[f"{layer}.mean"]) + per_image_mse(std, style[f"{layer}.std"]))
         return torch.stack(per_layer).mean(dim=0)
 
-    # Tiling (stylepipe.losses.TileSafeTerm): with these two methods the term can be used with
+    # Tiling (stylepipe.losses.TileSafeTerm): with these methods the term can be used with
     # tiled evaluation (print-size pictures). Mean and std come from per-channel sums of x and x²,
     # which add up over tiles; var = E[x²] − E[x]² is the same variance as `channel_mean_std`'s.
     def tile_statistics(self, features: Features, content: Features) -> TensorDict:
@@ -129,8 +129,19 @@ class MeanStdLoss(LossTerm):
         """`loss` from the whole picture's sums: the same mean, std (EPS included) and MSEs."""
         per_layer = []
         for layer in self.layers:
-            mean = stats[f"{layer}.sum"] / positions[layer]
-            var = (stats[f"{layer}.sumsq"] / positions[layer] - mean.pow(2)).clamp_min(0.0)  # ≥ 0, as rounding may not be
-            std = (var + EPS).sqrt()
+            mean, std = self._moments(stats, positions, layer)
             per_layer.append(per_image_mse(mean, style[f"{layer}.mean"]) + per_image_mse(std, style[f"{layer}.std"]))
         return torch.stack(per_layer).mean(dim=0)
+
+    def _moments(self, stats: Features, positions: Mapping[str, int], layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = stats[f"{layer}.sum"] / positions[layer]
+        var = (stats[f"{layer}.sumsq"] / positions[layer] - mean.pow(2)).clamp_min(0.0)  # ≥ 0, as rounding may not be
+        return mean, (var + EPS).sqrt()
+
+    def targets_from_statistics(self, stats: Features, positions: Mapping[str, int]) -> TensorDict:
+        """`style_targets` from a style picture's sums (batch of one), for print-size styles."""
+        targets: TensorDict = {}
+        for layer in self.layers:
+            mean, std = self._moments(stats, positions, layer)
+            targets[f"{layer}.mean"], targets[f"{layer}.std"] = mean[0], std[0]
+        return targets

@@ -40,6 +40,14 @@ class SizeConfig(Strict):
         "auto", description="auto: run the network on tiles only when the whole picture would not fit in memory; "
                             "off: never; a number: tiles of that side (px), for print sizes on small machines")
 
+    @field_validator("tile", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads a bare `off` as false (and `on` as true): they mean "off" and "auto" here."""
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        return value
+
     @field_validator("tile")
     @classmethod
     def _tile_side(cls, value: Literal["auto", "off"] | int) -> Literal["auto", "off"] | int:

@@ -186,6 +186,10 @@ class StyleLoss(LayeredTerm):
         errors = {l: 0.25 * (grams[l] - style[l]).pow(2).flatten(1).sum(dim=1) for l in weights}
         return cast(torch.Tensor, sum(w * errors[l] for l, w in weights.items()) / total)
 
+    def targets_from_statistics(self, stats: Features, positions: Mapping[str, int]) -> TensorDict:
+        """`style_targets` from a style picture's summed statistics (batch of one): its Gram matrices."""
+        return {layer: (stats[layer] / (stats[layer].shape[1] * positions[layer]))[0] for layer in self.layers}
+
 
 class TotalVariation(LossTerm):
     """Optional smoothness regulariser on the pixels themselves."""

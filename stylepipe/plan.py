@@ -25,9 +25,10 @@ from .config import (
     validate_model,
 )
 from .core.device import planned_precision
-from .core.errors import ConfigError, InputError
+from .core.errors import ConfigError, InputError, TilingError
 from .core.optimize import OptimizeSettings, Pyramid
 from .core.targets import StyleSizing
+from .core.tiling import check_tile_safe
 from .defaults import defaults_for
 from .io.files import not_a_file
 from .io.hashing import sha256_file
@@ -483,6 +484,11 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
     if not any(term.side != "image" for term in terms):  # a smoothness term alone paints flat grey
         errors.add(pipeline.error(("losses",), f"no content or style term is active in mode {cfg.mode}; "
                                   "give one a weight above 0"))
+    if isinstance(cfg.size.tile, int):  # with `auto` such a term only turns tiling off, with a warning
+        try:
+            check_tile_safe(terms)
+        except TilingError as exc:
+            errors.add(pipeline.error(("size", "tile"), str(exc)))
     settings = None
     with errors.check():
         settings = run_settings(pipeline)

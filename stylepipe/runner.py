@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .budget import budget_bytes, style_tiling
 from .cache import TargetCache
 from .config import ErrorCollector, LoadedPipeline, SchemaError, load_pipeline
 from .core.device import resolve_device
@@ -210,7 +211,8 @@ def _execute(plan: Plan, todo: list[Job], device: torch.device, runner, report: 
     context = WorkerContext.from_spec(spec, extractor, device)  # shares spec's target dicts
     context.should_stop = bounds.should_stop
     with open_cache(plan.pipeline) as cache:
-        store = TargetStore(cache, extractor, plan.terms, plan.sizing, device)
+        tile_for = style_tiling(extractor, plan.terms, plan.settings.tile, budget_bytes(device, plan.settings.max_memory_mb))
+        store = TargetStore(cache, extractor, plan.terms, plan.sizing, device, tile_for)
         try:
             if style_terms(plan.terms):
                 for source in distinct_styles(todo):

@@ -9,7 +9,7 @@ and their layers, the style size and the dtype.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,6 +17,7 @@ import torch
 from .cache import TargetCache, make_key
 from .core.network import FeatureExtractor
 from .core.targets import StyleSizing, Targets, compute_targets, flatten, style_terms, unflatten
+from .core.tiling import Tiling
 from .losses import LossTerm
 from .styles import StyleSource
 
@@ -38,12 +39,14 @@ def target_key(source: StyleSource, network: Mapping[str, str], terms: Sequence[
 class TargetStore:
     """Hands out each style's targets, computing a style at most once per run and cache."""
 
-    def __init__(self, cache: TargetCache, extractor: FeatureExtractor, terms: Sequence[LossTerm], sizing: StyleSizing, device: torch.device) -> None:
+    def __init__(self, cache: TargetCache, extractor: FeatureExtractor, terms: Sequence[LossTerm], sizing: StyleSizing,
+                 device: torch.device, tile_for: Callable[[tuple[int, int]], Tiling | None] | None = None) -> None:
         self.cache = cache
         self.extractor = extractor
         self.terms = list(terms)
         self.sizing = sizing
         self.device = device
+        self.tile_for = tile_for  # print-size style pictures are measured tile by tile
         self.computed = 0
         self.cache_hits = 0
 
@@ -57,7 +60,8 @@ class TargetStore:
         if cached is not None:
             self.cache_hits += 1
             return unflatten(cached)
-        targets = compute_targets(source.images(), self.extractor, self.terms, self.sizing, self.device)
+        targets = compute_targets(source.images(), self.extractor, self.terms, self.sizing, self.device,
+                                  tile_for=self.tile_for)
         self.computed += 1
         self.cache.put(key, flatten(targets))
         return targets

@@ -18,6 +18,7 @@ from typing import cast
 
 import torch
 
+from .budget import budget_bytes, plan_memory
 from .core.device import resolve_precision
 from .core.errors import StylepipeError
 from .core.geometry import MIN_SIDE, resize, target_size
@@ -35,6 +36,7 @@ from .core.optimize import (
 )
 from .core.postprocess import ColorSpace, postprocess
 from .core.targets import Targets
+from .core.tiling import content_targets as tiled_content_targets
 from .events import NullEvents, RunEvents
 from .history import LossHistory, RecordingObjective
 from .io.images import load_image, read_exif, save_image
@@ -278,11 +280,20 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     terms = list(first.sweep.terms) if first.sweep else ctx.terms  # a reconstruction sweep step has its own
 
     history = LossHistory(settings.optimize.steps, {term.name: term.weight for term in ctx.terms})
+    budget = budget_bytes(ctx.device, settings.max_memory_mb)
+    memory = plan_memory(ctx.extractor, terms, (height, width), len(chunk), settings.optimize, settings.tile, budget)
+    if memory.note:
+        (log.info if memory.fits else log.warning)("%s: %s", first.content_label, memory.note)
 
     def objective_at(size: tuple[int, int]) -> Objective:
+        tiling = (memory if size == (height, width) else
+                  plan_memory(ctx.extractor, terms, size, len(chunk), settings.optimize, settings.tile, budget)).tiling
         scaled = resample(content, size) if content is not None else None
-        targets = content_targets(ctx.extractor, terms, scaled) if scaled is not None else {}
-        return RecordingObjective(ctx.extractor, terms, targets, style, history=history)
+        targets: Targets = {}
+        if scaled is not None:
+            targets = (tiled_content_targets(ctx.extractor, terms, scaled, tiling) if tiling is not None
+                       else content_targets(ctx.extractor, terms, scaled))
+        return RecordingObjective(ctx.extractor, terms, targets, style, tiling=tiling, history=history)
 
     init_picture = None
     if settings.init == "image" and settings.init_path is not None:
@@ -292,7 +303,8 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
                       settings.noise)
         for i in range(len(chunk))
     ]).to(ctx.device)
-    optimize_settings = replace(settings.optimize, precision=cast(Precision, ctx.precision))
+    optimize_settings = replace(settings.optimize, precision=cast(Precision, ctx.precision),
+                                lbfgs_history=memory.lbfgs_history or settings.optimize.lbfgs_history)
 
     def on_step(i: int, n: int, loss: float) -> None:
         history.on_step(i, n, loss)
@@ -331,7 +343,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         own = seconds + time.perf_counter() - saving  # a 16-bit print-size file takes a while to write
         items.append(ItemReport(job.content_ref, job.style_ref, str(job.output), "done", None,
                                 round(own, 3), losses, result.steps, job.index, curves[i] if curves else None,
-                                ready.note, job.layers))
+                                "; ".join(n for n in (ready.note, memory.note) if n) or None, job.layers))
     return items
 
 

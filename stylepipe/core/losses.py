@@ -116,6 +116,10 @@ class TileSafeTerm(Protocol):
       `style` the term's style targets. Returns `(B,)`, equal to `loss` on the whole picture and
       differentiable in `stats`.
 
+    A style-side term also gives `targets_from_statistics(stats, positions)`: its style targets
+    (what `style_targets` returns for a batch of one) from the same sums, so that a style picture
+    at a print size is measured tile by tile too.
+
     A content-side term's content targets must be maps at one of its layers, keyed by the layer
     (`"relu4_2"`) or the layer and a suffix (`"relu4_2.x"`), of that layer's spatial size: the
     engine computes them tile by tile and hands each tile its crop.

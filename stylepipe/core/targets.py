@@ -4,7 +4,7 @@ pipeline's job (`stylepipe.targets.TargetStore`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +13,8 @@ from .errors import StylepipeError
 from .geometry import MIN_SIDE, resize, target_size, tile
 from .losses import Term
 from .network import FeatureExtractor
+from .tiling import Tiling
+from .tiling import style_targets as tiled_style_targets
 
 #: term name → that term's tensors (e.g. "style" → {"relu1_1": C×C Gram, …}).
 Targets = dict[str, dict[str, torch.Tensor]]
@@ -56,8 +58,12 @@ def compute_targets(
     sizing: StyleSizing,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
+    tile_for: Callable[[tuple[int, int]], Tiling | None] | None = None,
 ) -> Targets:
-    """Weighted blend of each picture's statistics (a single picture has weight 1)."""
+    """Weighted blend of each picture's statistics (a single picture has weight 1).
+
+    `tile_for(size)` says whether a picture of that size is measured tile by tile (a print-size
+    style picture's forward pass alone can outgrow the memory); the targets are the same."""
     terms = style_terms(terms)
     layers = sorted({layer for term in terms for layer in term.layers})
     blended: Targets = {term.name: {} for term in terms}
@@ -71,9 +77,14 @@ def compute_targets(
             raise StylepipeError(f"picture {number} is {width}×{height} px at the style size; every side needs "
                                  f"at least {MIN_SIDE} px: raise size.style_max_side or size.style_scale")
         image = tile(resize(picture.image, tile_size), picture.grid).to(device=device, dtype=dtype)
-        features = extractor(image.unsqueeze(0), layers)
+        tiling = tile_for((height, width)) if tile_for is not None else None
+        if tiling is not None:
+            measured = tiled_style_targets(extractor, terms, image.unsqueeze(0), tiling)
+        else:
+            features = extractor(image.unsqueeze(0), layers)
+            measured = {term.name: term.style_targets(features) for term in terms}
         for term in terms:
-            for key, value in term.style_targets(features).items():
+            for key, value in measured.get(term.name, {}).items():
                 acc = blended[term.name]
                 acc[key] = acc[key] + picture.weight * value if key in acc else picture.weight * value
     return {name: {k: v.to("cpu", torch.float32) for k, v in tensors.items()} for name, tensors in blended.items()}

@@ -46,7 +46,7 @@ from .errors import TilingError
 from .losses import Features, TensorDict, Term, TileSafeTerm
 from .network import TAPS, FeatureExtractor, deepest
 
-__all__ = ["DEFAULT_CORE", "Footprint", "Span", "Tile", "TilePlan", "Tiling", "check_tile_safe", "content_targets",
+__all__ = ["DEFAULT_CORE", "Footprint", "Span", "Tile", "TilePlan", "Tiling", "check_tile_safe", "content_targets", "style_targets",
            "estimate_peak_bytes", "footprint"]
 
 if TYPE_CHECKING:  # type names only: nothing here needs the pipeline modules at run time
@@ -470,6 +470,40 @@ def content_targets(extractor: FeatureExtractor, terms: Sequence[Term], content:
                 where = cores[layer][1]
                 whole[..., where[0], where[1]] = piece
     return targets
+
+
+@torch.no_grad()
+def style_targets(extractor: FeatureExtractor, terms: Sequence[Term], image: torch.Tensor, tiling: Tiling) -> Targets:
+    """The style-side terms' targets of one picture (a batch of one), tile by tile: a style picture
+    scaled to a print size would otherwise need its whole forward pass at once. Each term adds up
+    its `tile_statistics` over the tiles' cores and turns the sums into its targets with
+    `targets_from_statistics`; the result equals `term.style_targets` of the whole picture."""
+    style_terms = [term for term in terms if term.side == "style" and term.layers]
+    check_tile_safe(style_terms)
+    for term in style_terms:
+        if not callable(getattr(term, "targets_from_statistics", None)):
+            raise TilingError(f"loss term {term.name!r} cannot compute its style targets tile by tile: it has no "
+                              "targets_from_statistics (see stylepipe.core.losses.TileSafeTerm)")
+    if not style_terms:
+        return {}
+    layers = sorted({layer for term in style_terms for layer in term.layers})
+    plan, fp = tiling.plan(extractor, layers, (image.shape[-2], image.shape[-1]))
+    sums: list[TensorDict] = [{} for _ in style_terms]
+    positions = dict.fromkeys(layers, 0)
+    for tile in plan.tiles:
+        rows, cols = tile.region
+        features = extractor(image[..., rows.slice, cols.slice].contiguous(), layers)
+        owned = {}
+        for layer, value in features.items():
+            core = _core_at(tile, plan, fp, layer)[0]
+            owned[layer] = value.float()[..., core[0], core[1]]
+            positions[layer] += owned[layer].shape[-2] * owned[layer].shape[-1]
+        for acc, term in zip(sums, style_terms):
+            assert isinstance(term, TileSafeTerm)
+            for key, value in term.tile_statistics({layer: owned[layer] for layer in term.layers}, {}).items():
+                acc[key] = acc[key] + value if key in acc else value
+    return {term.name: term.targets_from_statistics(stats, positions)  # type: ignore[attr-defined]
+            for term, stats in zip(style_terms, sums)}
 
 
 # --- memory -------------------------------------------------------------------------------------------
