@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,16 @@ def write_case(folder: Path, content: Path, style: Path, side: int, steps: int, 
 
 def one_run(folder: Path, pipeline: Path, tile: str, cap_mb: int | None) -> dict[str, Any]:
     """One process; its peak memory, and seconds per step from the report (the item's own time)."""
-    report_path = folder / f"report-{tile}.json"
+    report_path, out_dir = folder / f"report-{tile}.json", folder / f"out-{tile}"
+    for old in (report_path, out_dir):  # a kept work folder: never report an earlier run's output
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
     env = dict(os.environ)
     if cap_mb:
         env["BENCH_MEMORY_CAP_MB"] = str(cap_mb)
-    process = run_process([STYLEPIPE, "run", pipeline, "-o", folder / f"out-{tile}", "--report", report_path,
+    process = run_process([STYLEPIPE, "run", pipeline, "-o", out_dir, "--report", report_path,
                            "--set", f"size.tile={tile}"], check=False, env=env)
     row: dict[str, Any] = {"tile": tile, "max_rss_mb": round(process.max_rss_mb), "gpu_peak_mb": process.gpu_peak_mb,
                            "wall_s": round(process.wall_s, 1), "status": "failed", "error": None}

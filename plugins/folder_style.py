@@ -36,11 +36,14 @@ from pathlib import Path
 
 from pydantic import Field
 
-from stylepipe.core.errors import ConfigError
-from stylepipe.core.targets import WeightedImage
-from stylepipe.plan import IMAGE_SUFFIXES
-from stylepipe.registry import register_style_source
-from stylepipe.styles import SourceParams, StyleSource
+from stylepipe import (
+    IMAGE_SUFFIXES,
+    ConfigError,
+    SourceParams,
+    StyleSource,
+    WeightedImage,
+    register_style_source,
+)
 
 
 class FolderParams(SourceParams):

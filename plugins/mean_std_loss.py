@@ -50,10 +50,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from pydantic import Field, field_validator
 
-from stylepipe.core.losses import Features, TensorDict, per_image_mse
-from stylepipe.core.network import layer_list
-from stylepipe.losses import LossTerm, TermParams
-from stylepipe.registry import register_loss
+from stylepipe import Features, LossTerm, TensorDict, TermParams, layer_list, per_image_mse, register_loss
 
 #: Added to the variance before the square root, as AdaIN does: keeps the gradient of a dead
 #: (all-zero) ReLU channel finite.

@@ -171,7 +171,8 @@ def _auto_tiling(terms: Sequence[Term], size: tuple[int, int], fixed: int, budge
 def style_tiling(extractor: FeatureExtractor, terms: Sequence[Term], tile: int | str,
                  budget: int) -> Callable[[tuple[int, int]], Tiling | None]:
     """When a style picture is measured tile by tile: the same rule as for the pictures made,
-    for a forward pass only (about a quarter of a forward and backward pass's memory)."""
+    for a forward pass only (about a quarter of a forward and backward pass's memory). A
+    `TargetStore` takes the result as its `tile_for`."""
     layers = sorted({layer for term in terms if term.side == "style" for layer in term.layers})
 
     def tile_for(size: tuple[int, int]) -> Tiling | None:

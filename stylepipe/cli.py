@@ -230,8 +230,8 @@ def run(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the pipeline: style every content × style pair that is not already done."""
-    from .runner import load_checked, run_pipeline
-    from .schedule import RunBounds, Shard, parse_duration
+    from .api import run as run_api
+    from .schedule import RunBounds, parse_duration
 
     _verbose(verbose)
 
@@ -239,13 +239,11 @@ def run(
         if log_file is not None:
             add_log_file(log_file)
         bounds = RunBounds(max_jobs=max_jobs, time_budget=parse_duration(time_budget) if time_budget else None)
-        selected = Shard.parse(shard) if shard else None
-        loaded = load_checked(pipeline, set_ or [])
         _install_stop_handlers(bounds)
         try:
             with CliEvents() as events:
-                result = run_pipeline(loaded, force=force, report_path=report, output_dir=output_dir, executor=executor,
-                                      events=events, shard=selected, bounds=bounds)
+                result = run_api(pipeline, sets=set_ or [], force=force, report=report, output_dir=output_dir,
+                                 executor=executor, shard=shard, events=events, bounds=bounds)
         except KeyboardInterrupt:
             log.error("interrupted by a second Ctrl-C: the report lists what was done and what remains")
             return 130

@@ -8,6 +8,7 @@ parameters are validated against the plugin's model when the plan is built (same
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -305,14 +306,14 @@ class SourceMap:
 
     filename: str
     root: yaml.Node | None
-    overridden: frozenset[str] = frozenset()
+    overridden: tuple[tuple[str, str], ...] = ()  # (dotted key, where its value came from: `--set`, a keyword)
 
     def locate(self, loc: Loc, *, at_key: bool = False) -> str:
         """`file:line:col` of the deepest node on `loc` that exists (the key itself if asked)."""
         dotted = ".".join(str(part) for part in loc)
-        for key in self.overridden:
+        for key, where in self.overridden:
             if dotted == key or dotted.startswith(key + "."):
-                return "--set"
+                return where
         node, key_node = self.root, None
         for part in loc:
             child, child_key = _child(node, part)
@@ -499,7 +500,18 @@ def _matches(key: Sequence[str], pattern: Sequence[str]) -> bool:
     return len(key) == len(pattern) and all(p in ("*", k) for k, p in zip(key, pattern))
 
 
-def apply_override(raw: dict[str, Any], parts: Sequence[str | int], value: Any) -> None:
+@dataclass(frozen=True)
+class Override:
+    """A value set from outside the file: `--set key=value` on the command line, or a keyword
+    setting of the Python API (`stylepipe.run(path, steps=3)`); `label` is what error lines
+    name as its origin."""
+
+    parts: tuple[str | int, ...]
+    value: Any
+    label: str = "--set"
+
+
+def apply_override(raw: dict[str, Any], parts: Sequence[str | int], value: Any, label: str = "--set") -> None:
     """Set a dotted key in the raw YAML mapping, creating mappings on the way; a shorthand style
     entry (a bare path) grows into `{path: …}` when a key is set inside it."""
     node: Any = raw
@@ -512,21 +524,21 @@ def apply_override(raw: dict[str, Any], parts: Sequence[str | int], value: Any) 
             nxt = node[part] = {"path": nxt}
         if nxt is None:
             if isinstance(node, list):
-                raise ConfigError(f"--set {format_loc(parts)}: index {part} is past the end of the list")
+                raise ConfigError(f"{label} {format_loc(parts)}: index {part} is past the end of the list")
             nxt = node[part] = {}
         if not isinstance(nxt, (dict, list)):
-            raise ConfigError(f"--set {format_loc(parts)}: {format_loc(parts[: i + 1])} is not a mapping")
+            raise ConfigError(f"{label} {format_loc(parts)}: {format_loc(parts[: i + 1])} is not a mapping")
         node = nxt
     last = parts[-1]
     if isinstance(node, list):
         if not isinstance(last, int) or last >= len(node):
-            raise ConfigError(f"--set {format_loc(parts)}: no such list item")
+            raise ConfigError(f"{label} {format_loc(parts)}: no such list item")
     if not isinstance(node, (dict, list)):
-        raise ConfigError(f"--set {format_loc(parts)}: {format_loc(parts[:-1])} is not a mapping")
+        raise ConfigError(f"{label} {format_loc(parts)}: {format_loc(parts[:-1])} is not a mapping")
     cast(Any, node)[last] = value  # into a list only with an int index: checked above
 
 
-def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> LoadedPipeline:
+def load_pipeline(path: Path | str, overrides: Sequence[str | Override] = ()) -> LoadedPipeline:
     """Read, override and validate a pipeline file; every problem is a ConfigError (exit 2)."""
     path = Path(path)
     try:
@@ -546,12 +558,29 @@ def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> LoadedPipe
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the pipeline must be a YAML mapping of settings, not a {type(raw).__name__}")
+    return _validated(raw, path, str(path), root, overrides)
+
+
+def pipeline_from_dict(data: Mapping[str, Any], overrides: Sequence[str | Override] = (), *,
+                       name: str = "<dict>") -> LoadedPipeline:
+    """A pipeline given as a Python mapping (the API's `stylepipe.run({...})`): the same schema and
+    checks as a file, with paths relative to the working directory; errors name `name`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{name}: the pipeline must be a mapping of settings, not a {type(data).__name__}")
+    return _validated(copy.deepcopy(dict(data)), Path.cwd() / name, name, None, overrides)
+
+
+def _validated(raw: dict[str, Any], path: Path, filename: str, root: yaml.Node | None,
+               overrides: Sequence[str | Override]) -> LoadedPipeline:
+    """Apply the overrides (paths in them relative to the working directory), then the schema."""
     overridden = []
-    for text_override in overrides:
-        parts, value = parse_override(text_override)
-        apply_override(raw, parts, command_line_paths(parts, value, Path.cwd()))
-        overridden.append(format_loc(parts))
-    source_map = SourceMap(str(path), root, frozenset(overridden))
+    for override in overrides:
+        if isinstance(override, str):
+            parts, value = parse_override(override)
+            override = Override(tuple(parts), value)
+        apply_override(raw, override.parts, command_line_paths(override.parts, override.value, Path.cwd()), override.label)
+        overridden.append((format_loc(override.parts), override.label))
+    source_map = SourceMap(filename, root, tuple(overridden))
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:

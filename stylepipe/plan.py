@@ -294,7 +294,7 @@ def build_styles(pipeline: LoadedPipeline, context: StyleContext, errors: ErrorC
     sources: list[StyleSource] = []
     for i, entry in enumerate(pipeline.config.styles):
         with errors.check():
-            sources.extend(_style_entry(pipeline, context, entry, ("styles", i), rejected))
+            sources.extend(entry_sources(pipeline, context, entry, ("styles", i), rejected))
     labels = [s.label for s in sources]
     dupes = sorted({label for label in labels if labels.count(label) > 1})
     if dupes:
@@ -304,8 +304,8 @@ def build_styles(pipeline: LoadedPipeline, context: StyleContext, errors: ErrorC
     return sources
 
 
-def _style_entry(pipeline: LoadedPipeline, context: StyleContext, entry: Any, loc: tuple,
-                 rejected: list[Rejected] | None = None) -> list[StyleSource]:
+def entry_sources(pipeline: LoadedPipeline, context: StyleContext, entry: Any, loc: tuple,
+                  rejected: list[Rejected] | None = None) -> list[StyleSource]:
     """The sources of one `styles:` entry: its parameters and its files both checked, so that an
     entry with a misspelt key and a missing file reports both."""
     try:
@@ -469,6 +469,27 @@ class FileHasher:
         return self._hashes[path]
 
 
+def shared_settings(pipeline: LoadedPipeline, errors: ErrorCollector) -> tuple[list[LossTerm], RunSettings | None, StyleSizing]:
+    """What every job of a pipeline shares: plugins loaded, the active terms, the run settings
+    (None when they are wrong: the error is in `errors`) and the style size. The plan's first
+    half, and all that the Python API's Stylizer needs of a configuration."""
+    with errors.check():
+        load_plugins(pipeline)
+    terms = build_terms(pipeline, errors)
+    if not any(term.side != "image" for term in terms):  # a smoothness term alone paints flat grey
+        errors.add(pipeline.error(("losses",), f"no content or style term is active in mode {pipeline.config.mode}; "
+                                  "give one a weight above 0"))
+    if isinstance(pipeline.config.size.tile, int):  # with `auto` such a term only turns tiling off, with a warning
+        try:
+            check_tile_safe(terms)
+        except TilingError as exc:
+            errors.add(pipeline.error(("size", "tile"), str(exc)))
+    settings = None
+    with errors.check():
+        settings = run_settings(pipeline)
+    return terms, settings, style_sizing(pipeline.config)
+
+
 def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False, output_dir: Path | None = None,
                errors: ErrorCollector | None = None) -> Plan:
     """Expand the pipeline into jobs, name their outputs, and mark the ones already done.
@@ -478,21 +499,7 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
     """
     cfg = pipeline.config
     errors = errors or ErrorCollector()
-    with errors.check():
-        load_plugins(pipeline)
-    terms = build_terms(pipeline, errors)
-    if not any(term.side != "image" for term in terms):  # a smoothness term alone paints flat grey
-        errors.add(pipeline.error(("losses",), f"no content or style term is active in mode {cfg.mode}; "
-                                  "give one a weight above 0"))
-    if isinstance(cfg.size.tile, int):  # with `auto` such a term only turns tiling off, with a warning
-        try:
-            check_tile_safe(terms)
-        except TilingError as exc:
-            errors.add(pipeline.error(("size", "tile"), str(exc)))
-    settings = None
-    with errors.check():
-        settings = run_settings(pipeline)
-    sizing = style_sizing(cfg)
+    terms, settings, sizing = shared_settings(pipeline, errors)
     sha = FileHasher()
     context = StyleContext(pipeline.base_dir, PictureLoader(cfg.limits.max_input_pixels, fit=(sizing.max_side, sizing.max_pixels)), sha)
     rejected: list[Rejected] = []

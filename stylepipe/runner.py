@@ -7,14 +7,16 @@ happens — a bad picture, a broken cache, Ctrl-C — the report of what was don
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .budget import budget_bytes, style_tiling
 from .cache import TargetCache
-from .config import ErrorCollector, LoadedPipeline, SchemaError, load_pipeline
+from .config import ErrorCollector, LoadedPipeline, Override, SchemaError, load_pipeline, pipeline_from_dict
 from .core.device import resolve_device
 from .core.errors import ConfigError, EnvironmentProblem, StylepipeError
 from .core.network import network_fingerprint
@@ -47,11 +49,13 @@ def make_plan(pipeline: LoadedPipeline, *, force: bool = False, output_dir: Path
     return build_plan(pipeline, weights_id=weights, force=force, output_dir=output_dir, errors=errors)
 
 
-def load_checked(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedPipeline:
-    """Load a pipeline file; when its schema is broken, also run the plan's checks (files, style
-    entries, plugins) on the sections that are fine, so that one error lists every mistake."""
+def load_checked(pipeline: Path | str | Mapping[str, Any], overrides: Sequence[str | Override] = ()) -> LoadedPipeline:
+    """Load a pipeline file (or mapping); when its schema is broken, also run the plan's checks
+    (files, style entries, plugins) on the sections that are fine, so that one error lists every mistake."""
     try:
-        return load_pipeline(path, overrides)
+        if isinstance(pipeline, Mapping):
+            return pipeline_from_dict(pipeline, overrides)
+        return load_pipeline(pipeline, overrides)
     except SchemaError as exc:
         if exc.partial is None:
             raise

@@ -24,10 +24,13 @@ from .styles import StyleSource
 TARGETS_VERSION = 1
 
 
-def target_key(source: StyleSource, network: Mapping[str, str], terms: Sequence[LossTerm], sizing: StyleSizing, dtype: torch.dtype = torch.float32) -> str:
-    """Content-addressed cache key: `gram/v{N}/sha256(canonical JSON)`; `network` is its fingerprint."""
+def target_key(source: StyleSource | Mapping[str, Any], network: Mapping[str, str], terms: Sequence[LossTerm], sizing: StyleSizing, dtype: torch.dtype = torch.float32) -> str:
+    """Content-addressed cache key: `gram/v{N}/sha256(canonical JSON)`; `network` is its fingerprint.
+
+    `source` is a style source or its `fingerprint()`, kept by whoever has no access to its files
+    (a worker given targets computed elsewhere)."""
     payload: dict[str, Any] = {
-        "source": source.fingerprint(),
+        "source": dict(source) if isinstance(source, Mapping) else source.fingerprint(),
         "network": dict(network),
         "terms": [term.fingerprint() for term in style_terms(terms)],
         "sizing": {"max_side": sizing.max_side, "max_pixels": sizing.max_pixels},

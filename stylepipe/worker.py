@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import torch
 
@@ -27,6 +27,7 @@ from .core.optimize import (
     Objective,
     OptimizeSettings,
     Precision,
+    StepCallback,
     content_targets,
     initial_image,
     optimize,
@@ -224,10 +225,22 @@ def _prepare(job: Job, ctx: WorkerContext) -> Ready:
             raise StylepipeError(f"{job.content_label}: changed while the run was going; run again to style the new version")
         content, note, dpi = _fit(loaded.tensor, settings), loaded.note, loaded.dpi
     size = _output_size(job, settings, content)
-    if min(size) < MIN_SIDE:
-        raise StylepipeError(f"{job.content_label}: {size[1]}×{size[0]} px at this size; every side needs "
-                             f"at least {MIN_SIDE} px: raise size.max_side")
+    check_size(size, job.content_label)
     return Ready(job, content, size, note, dpi)
+
+
+def check_size(size: tuple[int, int], label: str) -> None:
+    """Refuse a working size with a side too short for VGG19's five blocks, before any device work."""
+    if min(size) < MIN_SIDE:
+        raise StylepipeError(f"{label}: {size[1]}×{size[0]} px at this size; every side needs "
+                             f"at least {MIN_SIDE} px: raise size.max_side")
+
+
+def fit_content(image: torch.Tensor, settings: RunSettings, label: str) -> torch.Tensor:
+    """A content picture (3, H, W) at the run's working size, checked to be large enough."""
+    fitted = _fit(image, settings)
+    check_size((fitted.shape[-2], fitted.shape[-1]), label)
+    return fitted
 
 
 def run_prepared(prepared: PreparedBatch, ctx: WorkerContext, events: RunEvents | None = None) -> Iterator[ItemReport]:
@@ -241,53 +254,89 @@ def run_prepared(prepared: PreparedBatch, ctx: WorkerContext, events: RunEvents 
     for ready in prepared.ready:
         sweep = ready.job.sweep.key if ready.job.sweep else None
         buckets.setdefault((ready.job.style_label, ready.size, sweep), []).append(ready)
+
+    def attempt(chunk: list[Ready]) -> list[ItemReport]:
+        for ready in chunk:
+            events.job_started(ready.job)
+        return _run_chunk(chunk, ctx, events)
+
     for bucket in buckets.values():
-        queue = [bucket[i : i + ctx.batch_size] for i in range(0, len(bucket), ctx.batch_size)]
-        while queue:
-            if ctx.should_stop():
-                return  # a stop (SIGTERM, a bound) between batches: the rest stays for the next run
-            chunk = queue.pop(0)
-            for ready in chunk:
-                events.job_started(ready.job)
-            try:
-                items = _run_chunk(chunk, ctx, events)
-            except Exception as exc:  # noqa: BLE001 - one batch's failure (a plugin's KeyError, a NaN) is its own
-                if not _is_oom(exc):
-                    yield from (_failed(r.job, f"{r.job.content_label}: {type(exc).__name__}: {exc}") for r in chunk)
-                    continue
-                if ctx.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if len(chunk) == 1:
-                    yield _failed(chunk[0].job, f"{chunk[0].job.content_label}: out of device memory even alone; lower size.max_side")
-                    continue
+        for chunk, outcome in in_batches(bucket, ctx, attempt):
+            if isinstance(outcome, list):
+                yield from outcome
+            elif _is_oom(outcome):
+                yield _failed(chunk[0].job, f"{chunk[0].job.content_label}: out of device memory even alone; lower size.max_side")
+            else:  # one batch's failure (a plugin's KeyError, a NaN) is its own
+                yield from (_failed(r.job, f"{r.job.content_label}: {type(outcome).__name__}: {outcome}") for r in chunk)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_batches(items: list[T], ctx: WorkerContext, run: Callable[[list[T]], R]) -> Iterator[tuple[list[T], R | Exception]]:
+    """Run items (one style, one size) in device batches of `ctx.batch_size`, each batch's result
+    or exception paired with it. An out-of-memory batch is split in half and retried, and the smaller
+    size is kept for the rest of the run; a single item out of memory is yielded with its exception.
+    Stops between batches when `ctx.should_stop()`. Shared by the file pipeline and the Python API.
+    """
+    queue = [items[i : i + ctx.batch_size] for i in range(0, len(items), ctx.batch_size)]
+    while queue:
+        if ctx.should_stop():
+            return  # a stop (SIGTERM, a bound) between batches: the rest stays for the next run
+        chunk = queue.pop(0)
+        try:
+            outcome: R | Exception = run(chunk)
+        except Exception as exc:  # noqa: BLE001 - the caller decides what a failed batch means
+            if _is_oom(exc) and ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if not _is_oom(exc) or len(chunk) == 1:
+                outcome = exc
+            else:
                 half = len(chunk) // 2
                 ctx.batch_size = max(1, half)  # remember: later batches start at the size that fitted
                 log.warning("out of memory with a batch of %d; retrying as %d + %d", len(chunk), half, len(chunk) - half)
                 queue[:0] = [chunk[:half], chunk[half:]]
                 continue
-            yield from items
+        yield chunk, outcome
 
 
-def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> list[ItemReport]:
-    """One batch on the device: optimise together, then postprocess and save each image."""
-    start = time.perf_counter()
+@dataclass
+class Stylized:
+    """One device batch, optimised and postprocessed: what every caller gets from `stylize_batch`."""
+
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1], on the device
+    losses: dict[str, list[float]]  # per term and "total", one value per image
+    steps: int  # loss evaluations made
+    diverged: list[bool]  # per image: a non-finite loss stopped it (the best image seen is kept)
+    curves: list[dict[str, list[float | None]]]  # per image: the downsampled loss curve
+    note: str | None = None  # how it was made to fit in memory (tiles, a shorter L-BFGS history)
+
+
+def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[int, int], style: Targets,
+                  terms: Sequence[LossTerm] | None = None, on_step: StepCallback | None = None,
+                  count: int = 1) -> Stylized:
+    """Optimise one batch on the device: the set-up (targets, start, precision, pyramid, colours)
+    that the file pipeline, the Python API and the Ray Data stage share, so that the same settings
+    give the same pixels whichever way a picture comes in.
+
+    `content` is (B, 3, H, W) at `size` (or None for a palette of `count` images), `style` the
+    style's targets on the device, `terms` the run's unless a reconstruction step has its own.
+    """
     settings = ctx.settings
-    first = chunk[0].job
-    height, width = chunk[0].size
-    has_content = chunk[0].content is not None
-    content = torch.stack([r.content for r in chunk if r.content is not None]).to(ctx.device) if has_content else None
-    style = ctx.style_targets.get(first.style_label, {}) if first.style else {}
-    terms = list(first.sweep.terms) if first.sweep else ctx.terms  # a reconstruction sweep step has its own
-
+    terms = ctx.terms if terms is None else terms
+    height, width = size
+    count = len(content) if content is not None else count
+    content = content.to(ctx.device) if content is not None else None
     history = LossHistory(settings.optimize.steps, {term.name: term.weight for term in ctx.terms})
     budget = budget_bytes(ctx.device, settings.max_memory_mb)
-    memory = plan_memory(ctx.extractor, terms, (height, width), len(chunk), settings.optimize, settings.tile, budget)
+    memory = plan_memory(ctx.extractor, terms, (height, width), count, settings.optimize, settings.tile, budget)
     if memory.note:
-        (log.info if memory.fits else log.warning)("%s: %s", first.content_label, memory.note)
+        (log.info if memory.fits else log.warning)("%d picture(s) of %d×%d px: %s", count, width, height, memory.note)
 
     def objective_at(size: tuple[int, int]) -> Objective:
         tiling = (memory if size == (height, width) else
-                  plan_memory(ctx.extractor, terms, size, len(chunk), settings.optimize, settings.tile, budget)).tiling
+                  plan_memory(ctx.extractor, terms, size, count, settings.optimize, settings.tile, budget)).tiling
         scaled = resample(content, size) if content is not None else None
         targets: Targets = {}
         if scaled is not None:
@@ -301,37 +350,51 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     init = torch.cat([
         initial_image(settings.init, content[i : i + 1] if content is not None else None, (1, 3, height, width), settings.seed, init_picture,
                       settings.noise)
-        for i in range(len(chunk))
+        for i in range(count)
     ]).to(ctx.device)
     optimize_settings = replace(settings.optimize, precision=cast(Precision, ctx.precision),
                                 lbfgs_history=memory.lbfgs_history or settings.optimize.lbfgs_history)
 
-    def on_step(i: int, n: int, loss: float) -> None:
+    def step(i: int, n: int, loss: float) -> None:
         history.on_step(i, n, loss)
-        events.step(first, i, n, loss)
+        if on_step is not None:
+            on_step(i, n, loss)
 
     full_size = objective_at((height, width))  # content targets at full size, computed once
     if settings.pyramid.levels > 1:
         result = optimize_pyramid(init, lambda size: full_size if size == (height, width) else objective_at(size),
-                                  optimize_settings, settings.pyramid, on_step)
+                                  optimize_settings, settings.pyramid, step)
     else:
-        result = optimize(init, full_size, optimize_settings, on_step)
+        result = optimize(init, full_size, optimize_settings, step)
     colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
     final = postprocess(result.image, content, colours)
-    values = full_size.evaluate(final)
+    return Stylized(final, full_size.evaluate(final), result.steps, list(result.diverged), history.curves(), memory.note)
+
+
+def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> list[ItemReport]:
+    """One batch on the device: optimise together, then save each image and its sidecar."""
+    start = time.perf_counter()
+    settings = ctx.settings
+    first = chunk[0].job
+    has_content = chunk[0].content is not None
+    content = torch.stack([r.content for r in chunk if r.content is not None]) if has_content else None
+    style = ctx.style_targets.get(first.style_label, {}) if first.style else {}
+    terms = list(first.sweep.terms) if first.sweep else ctx.terms  # a reconstruction sweep step has its own
+    out = stylize_batch(ctx, content, chunk[0].size, style, terms, lambda i, n, loss: events.step(first, i, n, loss),
+                        count=len(chunk))
     seconds = (time.perf_counter() - start) / len(chunk)  # a batch's time, shared by its images
-    curves = history.curves()
+    curves = out.curves
     items = []
     for i, ready in enumerate(chunk):
         job = ready.job
-        if result.diverged[i]:
+        if out.diverged[i]:
             log.warning("%s: the loss diverged; kept the best image seen", job.output.name)
-        losses = _loss_summary(values, i)
+        losses = _loss_summary(out.losses, i)
         saving = time.perf_counter()
         try:
             exif = read_exif(job.content) if settings.keep_metadata and job.content else None
             dpi = (settings.output_dpi, settings.output_dpi) if settings.output_dpi else ready.dpi
-            save_image(final[i].cpu(), job.output, settings.output_format, settings.output_quality, exif,
+            save_image(out.images[i].cpu(), job.output, settings.output_format, settings.output_quality, exif,
                        bit_depth=settings.output_bit_depth, dpi=dpi)
             record = {"fingerprint": job.fingerprint, "content": job.content_ref, "style": job.style_ref, "loss": losses,
                       "history": curves[i] if curves else None}
@@ -342,8 +405,8 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
             continue
         own = seconds + time.perf_counter() - saving  # a 16-bit print-size file takes a while to write
         items.append(ItemReport(job.content_ref, job.style_ref, str(job.output), "done", None,
-                                round(own, 3), losses, result.steps, job.index, curves[i] if curves else None,
-                                "; ".join(n for n in (ready.note, memory.note) if n) or None, job.layers))
+                                round(own, 3), losses, out.steps, job.index, curves[i] if curves else None,
+                                "; ".join(n for n in (ready.note, out.note) if n) or None, job.layers))
     return items
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from collections.abc import Iterator
@@ -56,3 +57,13 @@ def forget_plugins() -> Iterator[None]:
     for name in set(sys.modules) - modules_before:
         if name.startswith("stylepipe_plugins."):
             del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One small local Ray (2 CPUs, no dashboard) per test module; the `ray` executor joins it (and
+    leaves it running) when it sees it, and Ray Data uses it."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()

@@ -128,15 +128,6 @@ def pixels(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One Ray for the fault tests; the executor joins it (and leaves it running) when it sees it."""
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_gives_the_local_results_and_workers_never_compute_targets(tmp_path, spy, monkeypatch):
     """First in the file, so the executor starts (and stops) its own Ray, as `stylepipe run` does."""
     ray = pytest.importorskip("ray")

@@ -96,7 +96,7 @@ def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXEL
                 note = _frames_note(img)
                 dpi = _dpi(img.info.get("dpi"))
                 img.load()
-                rgb = _convert(path, _upright(_shrink(img, fit)))
+                tensor = _decoded(path, img, fit)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -108,7 +108,6 @@ def load_image(path: Path | str, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXEL
         raise InputError(path, "not enough memory to decode this image") from None
     except Exception as exc:  # Pillow plugins raise OSError, ValueError, SyntaxError, struct.error…
         raise InputError(path, f"image data is truncated or corrupt ({_short(exc)})") from None
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
     return LoadedImage(path=path, tensor=tensor, sha256=sha256_hex(data), note=note, dpi=dpi)
 
 
@@ -124,6 +123,26 @@ def _dpi(value: object) -> tuple[int, int] | None:
     if not (math.isfinite(x) and math.isfinite(y)) or round(x) < 1 or round(y) < 1:
         return None
     return round(x), round(y)
+
+
+def from_pil(img: Image.Image, fit: tuple[int | None, int | None] | None = None,
+             max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS, name: str = "picture") -> torch.Tensor:
+    """A picture already in memory, read exactly as `load_image` reads a file (EXIF orientation,
+    ICC profile to sRGB, any mode to RGB, the same 8-bit shrink): so the Python API given
+    `Image.open(path)` styles the same pixels as the pipeline given `path`. (3, H, W) float32 in [0, 1]."""
+    _check_pixels(Path(name), img.size, max_input_pixels)
+    try:
+        img.load()
+        return _decoded(Path(name), img, fit)
+    except InputError:
+        raise
+    except Exception as exc:  # Pillow raises OSError, ValueError… for a picture it cannot decode
+        raise InputError(name, f"image data is truncated or corrupt ({_short(exc)})") from None
+
+
+def _decoded(path: Path, img: Image.Image, fit: tuple[int | None, int | None] | None) -> torch.Tensor:
+    rgb = _convert(path, _upright(_shrink(img, fit)))
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
 _REDUCIBLE = frozenset({"RGB", "L", "CMYK", "I", "F"})  # no alpha: its colours must not bleed before compositing
