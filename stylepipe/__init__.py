@@ -5,9 +5,10 @@ The public names, in three groups (docs/library.md, docs/plugins.md):
 * the library: `Stylizer`, `Style`, `run`, `RunReport`;
 * for plugins: `LossTerm`, `TermParams`, `LayeredTerm`, `LayeredParams`, `register_loss`,
   `StyleSource`, `SourceParams`, `StyleContext`, `WeightedImage`, `register_style_source`,
-  `check_layers`, `layer_list`, `gram`, `per_image_mse`, `Features`, `TensorDict`, `IMAGE_SUFFIXES`;
+  `check_layers`, `layer_list`, `gram`, `per_image_mse`, `Features`, `TensorDict`, `TileSafeTerm`
+  (what a term implements to be evaluated on tiles, docs/print.md), `IMAGE_SUFFIXES`;
 * errors: `StylepipeError` and its kinds `ConfigError`, `PluginError`, `InputError`,
-  `EnvironmentProblem`, `OptimizationError`.
+  `EnvironmentProblem`, `OptimizationError`, `TilingError`.
 
 They are loaded on first use (PEP 562), so `import stylepipe` — which the CLI does to print its
 version — does not import torch.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 #: public name → the module that defines it
 _EXPORTS = {
@@ -42,6 +43,7 @@ _EXPORTS = {
     "per_image_mse": "stylepipe.core.losses",
     "Features": "stylepipe.core.losses",
     "TensorDict": "stylepipe.core.losses",
+    "TileSafeTerm": "stylepipe.core.losses",
     "IMAGE_SUFFIXES": "stylepipe.io.images",
     "StylepipeError": "stylepipe.core.errors",
     "ConfigError": "stylepipe.core.errors",
@@ -49,12 +51,13 @@ _EXPORTS = {
     "InputError": "stylepipe.core.errors",
     "EnvironmentProblem": "stylepipe.core.errors",
     "OptimizationError": "stylepipe.core.errors",
+    "TilingError": "stylepipe.core.errors",
 }
 
 __all__ = [  # the keys of _EXPORTS, written out for readers and linters (a test keeps them equal)
     "IMAGE_SUFFIXES", "ConfigError", "EnvironmentProblem", "Features", "InputError", "LayeredParams", "LayeredTerm",
     "LossTerm", "OptimizationError", "PluginError", "RunReport", "SourceParams", "Style", "StyleContext", "StyleSource",
-    "Stylizer", "StylepipeError", "TensorDict", "TermParams", "WeightedImage", "__version__", "check_layers", "gram",
+    "Stylizer", "StylepipeError", "TensorDict", "TermParams", "TileSafeTerm", "TilingError", "WeightedImage", "__version__", "check_layers", "gram",
     "layer_list", "per_image_mse", "register_loss", "register_style_source", "run",
 ]
 
@@ -67,8 +70,9 @@ if TYPE_CHECKING:
         OptimizationError,
         PluginError,
         StylepipeError,
+        TilingError,
     )
-    from .core.losses import Features, TensorDict, gram, per_image_mse
+    from .core.losses import Features, TensorDict, TileSafeTerm, gram, per_image_mse
     from .core.network import check_layers, layer_list
     from .core.targets import WeightedImage
     from .io.images import IMAGE_SUFFIXES
