@@ -93,7 +93,7 @@ def one_run(folder: Path, pipeline: Path, tile: str, cap_mb: int | None) -> dict
     return row
 
 
-def plot(rows: list[dict[str, Any]], path: Path, device: str) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, device: str, ram_gib: float | None) -> None:
     """Peak memory against the output's side, tiled and untiled, log-log: the picture people look at."""
     import matplotlib
 
@@ -107,8 +107,14 @@ def plot(rows: list[dict[str, Any]], path: Path, device: str) -> None:
         failed = [r for r in rows if (r["tile"] == "off") == (tile == "off") and r["status"] != "done"]
         ax.plot([r["side"] for r in done], [r[key] / 1024 for r in done], style, label=label)
         for r in failed:
+            if r["cap_mb"] is None:
+                continue  # a tiled run that failed: its error is in the JSON
             ax.annotate("did not fit", (r["side"], r["cap_mb"] / 1024), ha="center", fontsize=8, color="C0")
             ax.plot([r["side"]], [r["cap_mb"] / 1024], "x", color="C0")
+    if ram_gib and device != "cuda":
+        ax.axhline(ram_gib, color="grey", linestyle="--", linewidth=1)
+        ax.annotate(f"this machine's RAM ({ram_gib:.0f} GiB)", (min(r["side"] for r in rows), ram_gib),
+                    textcoords="offset points", xytext=(0, -10), fontsize=8, color="grey")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     sides = sorted({r["side"] for r in rows})
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         table.append([side, *cells])
     print(f"\n{args.steps} L-BFGS steps at the defaults, one photo, {describe_machine(machine)}\n")
     print(markdown_table(["side px", f"untiled {what}", "untiled s/step", f"tiled ({args.tile}) {what}", "tiled s/step"], table))
-    plot(rows, args.plot, device)
+    plot(rows, args.plot, device, machine.get("ram_gib"))
     path = write_result(args.json, {"benchmark": "memory_scaling", "machine": machine, "device": device,
                                     "settings": {"sizes": sizes, "steps": args.steps, "tile": args.tile,
                                                  "style": args.style.name, "cap_mb": cap},
