@@ -23,7 +23,7 @@ import torch
 
 from .core.errors import TilingError
 from .core.losses import Term
-from .core.network import TAPS, FeatureExtractor
+from .core.network import FeatureExtractor, tap_channels
 from .core.optimize import OptimizeSettings, lbfgs_history_size, solver_bytes_per_image
 from .core.tiling import Tiling, check_tile_safe, estimate_peak_bytes, footprint
 
@@ -90,19 +90,8 @@ def _content_target_bytes(extractor: FeatureExtractor, terms: Sequence[Term], si
             continue
         fp = footprint(extractor, term.layers)
         for layer in term.layers:
-            channels = _channels(extractor, layer)
-            total += 4 * batch * channels * fp.length(layer, size[0]) * fp.length(layer, size[1])
+            total += 4 * batch * tap_channels(layer) * fp.length(layer, size[0]) * fp.length(layer, size[1])
     return total
-
-
-def _channels(extractor: FeatureExtractor, layer: str) -> int:
-    channels = 3
-    for name, module in zip(TAPS, extractor.trunk.layers):
-        if isinstance(module, torch.nn.Conv2d):
-            channels = module.out_channels
-        if name == layer:
-            return channels
-    return channels
 
 
 def plan_memory(extractor: FeatureExtractor, terms: Sequence[Term], size: tuple[int, int], batch: int,

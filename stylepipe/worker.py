@@ -9,7 +9,6 @@ for a job's own problems — it returns failed ItemReports naming the file and t
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,7 +17,7 @@ from typing import TypeVar, cast
 
 import torch
 
-from .budget import budget_bytes, plan_memory
+from .budget import budget_bytes, free_ram, plan_memory
 from .core.device import resolve_precision
 from .core.errors import StylepipeError
 from .core.geometry import MIN_SIDE, resize, target_size
@@ -123,18 +122,10 @@ def auto_batch_size(device: torch.device, side: int, optimize: OptimizeSettings)
     """The largest batch of side × side images that fits in half the free memory, at most 64."""
     per_image = bytes_per_image(side, optimize)
     if device.type != "cuda":
-        free = _free_memory()
+        free = free_ram()
         return max(1, min(_AUTO_CPU_BATCH, int(free * 0.5 // per_image)))
     free, _total = torch.cuda.mem_get_info(device)
     return max(1, min(64, int(free * 0.5 // per_image)))
-
-
-def _free_memory() -> int:
-    """Available RAM in bytes; SC_AVPHYS_PAGES is Linux-only (macOS raises), so guess 8 GiB there."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return 8 << 30
 
 
 def tune_for_device(extractor: FeatureExtractor, device: torch.device, compile_network: bool) -> FeatureExtractor:

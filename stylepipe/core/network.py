@@ -64,6 +64,13 @@ def layer_list(value: list[str]) -> list[str]:
     return value
 
 
+def tap_channels(layer: str) -> int:
+    """Channels of a tap's output: its block's (conv3_2, relu3_2 and pool3 all have 256)."""
+    check_layers([layer])
+    block = next(char for char in layer if char.isdigit())  # conv3_2 → 3, pool5 → 5
+    return CHANNELS[int(block) - 1]
+
+
 def deepest(layers: Iterable[str]) -> str:
     """The tap furthest down the trunk: the network is truncated after it."""
     layers = list(layers)
