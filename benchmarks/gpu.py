@@ -34,16 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stylepipe.core.geometry import resize  # noqa: E402
 from stylepipe.core.network import FeatureExtractor, is_out_of_memory
 from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize  # noqa: E402
-from stylepipe.core.targets import (  # noqa: E402
-    StyleSizing,
-    Targets,
-    WeightedImage,  # noqa: E402
-    compute_targets,
-)
+from stylepipe.core.target_fns import StyleSizing, Targets, WeightedImage, compute_targets
+from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams  # noqa: E402
 from stylepipe.io.images import load_image
 from stylepipe.io.weights import build_extractor  # noqa: E402
-from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams  # noqa: E402
-from stylepipe.worker import auto_batch_size, tune_for_device  # noqa: E402
+from stylepipe.running.worker import auto_batch_size, tune_for_device  # noqa: E402
 
 from _common import (  # noqa: E402
     CONTENT_DIR,

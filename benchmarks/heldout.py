@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from stylepipe.core.geometry import resize, target_size
-from stylepipe.core.losses import gram
+from stylepipe.core.loss_fns import gram
 from stylepipe.io.images import load_image
 from stylepipe.io.weights import build_extractor
 

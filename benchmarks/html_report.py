@@ -26,7 +26,7 @@ from PIL import Image, ImageOps
 from _common import REPO, base_parser, describe_machine, machine_info, markdown_table, workspace, write_result
 
 sys.path.insert(0, str(REPO / "tests"))
-from stylepipe.gallery import page_for_folder  # noqa: E402
+from stylepipe.report.page import page_for_folder  # noqa: E402
 
 from chromium import Chromium, find_chromium  # noqa: E402
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from stylepipe.config import load_pipeline
-from stylepipe.runner import run_pipeline
+from stylepipe.config.schema import load_pipeline
+from stylepipe.running.runner import run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,14 +35,10 @@ from stylepipe.core.optimize import (
     optimize_pyramid,
     resample,
 )
-from stylepipe.core.targets import (  # noqa: E402
-    StyleSizing,
-    WeightedImage,  # noqa: E402
-    compute_targets,
-)
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
+from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams  # noqa: E402
 from stylepipe.io.images import load_image, save_image
 from stylepipe.io.weights import build_extractor  # noqa: E402
-from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams  # noqa: E402
 
 from _common import CONTENT_DIR, REPO, markdown_table, write_result  # noqa: E402
 from heldout import HeldOutScore  # noqa: E402

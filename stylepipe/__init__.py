@@ -17,33 +17,34 @@ version — does not import torch.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import version as _dist_version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "1.2.0"
+__version__ = _dist_version("stylepipe")  # one source: pyproject.toml's [project] version
 
 #: public name → the module that defines it
 _EXPORTS = {
     "Stylizer": "stylepipe.api",
     "Style": "stylepipe.api",
     "run": "stylepipe.api",
-    "RunReport": "stylepipe.report",
-    "LossTerm": "stylepipe.losses",
-    "TermParams": "stylepipe.losses",
-    "LayeredTerm": "stylepipe.losses",
-    "LayeredParams": "stylepipe.losses",
-    "register_loss": "stylepipe.registry",
-    "register_style_source": "stylepipe.registry",
-    "StyleSource": "stylepipe.styles",
-    "SourceParams": "stylepipe.styles",
-    "StyleContext": "stylepipe.styles",
-    "WeightedImage": "stylepipe.core.targets",
+    "RunReport": "stylepipe.report.record",
+    "LossTerm": "stylepipe.extend.terms",
+    "TermParams": "stylepipe.extend.terms",
+    "LayeredTerm": "stylepipe.extend.terms",
+    "LayeredParams": "stylepipe.extend.terms",
+    "register_loss": "stylepipe.extend.registries",
+    "register_style_source": "stylepipe.extend.registries",
+    "StyleSource": "stylepipe.extend.sources",
+    "SourceParams": "stylepipe.extend.sources",
+    "StyleContext": "stylepipe.extend.sources",
+    "WeightedImage": "stylepipe.core.target_fns",
     "check_layers": "stylepipe.core.network",
     "layer_list": "stylepipe.core.network",
-    "gram": "stylepipe.core.losses",
-    "per_image_mse": "stylepipe.core.losses",
-    "Features": "stylepipe.core.losses",
-    "TensorDict": "stylepipe.core.losses",
-    "TileSafeTerm": "stylepipe.core.losses",
+    "gram": "stylepipe.core.loss_fns",
+    "per_image_mse": "stylepipe.core.loss_fns",
+    "Features": "stylepipe.core.loss_fns",
+    "TensorDict": "stylepipe.core.loss_fns",
+    "TileSafeTerm": "stylepipe.core.loss_fns",
     "IMAGE_SUFFIXES": "stylepipe.io.images",
     "StylepipeError": "stylepipe.core.errors",
     "ConfigError": "stylepipe.core.errors",
@@ -72,14 +73,14 @@ if TYPE_CHECKING:
         StylepipeError,
         TilingError,
     )
-    from .core.losses import Features, TensorDict, TileSafeTerm, gram, per_image_mse
+    from .core.loss_fns import Features, TensorDict, TileSafeTerm, gram, per_image_mse
     from .core.network import check_layers, layer_list
-    from .core.targets import WeightedImage
+    from .core.target_fns import WeightedImage
+    from .extend.registries import register_loss, register_style_source
+    from .extend.sources import SourceParams, StyleContext, StyleSource
+    from .extend.terms import LayeredParams, LayeredTerm, LossTerm, TermParams
     from .io.images import IMAGE_SUFFIXES
-    from .losses import LayeredParams, LayeredTerm, LossTerm, TermParams
-    from .registry import register_loss, register_style_source
-    from .report import RunReport
-    from .styles import SourceParams, StyleContext, StyleSource
+    from .report.record import RunReport
 
 
 def __getattr__(name: str) -> Any:

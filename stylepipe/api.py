@@ -23,28 +23,36 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .budget import budget_bytes, style_tiling
-from .cache import TargetCache
-from .config import ErrorCollector, LoadedPipeline, Override, SourceMap, StyleEntry, pipeline_from_dict, validate_model
+from .config.keywords import STYLIZER_SECTIONS, overrides
+from .config.schema import (
+    ErrorCollector,
+    LoadedPipeline,
+    Override,
+    SourceMap,
+    StyleEntry,
+    pipeline_from_dict,
+    validate_model,
+)
 from .core.device import resolve_device, resolve_precision
 from .core.errors import ConfigError, StylepipeError
 from .core.network import is_out_of_memory
-from .core.targets import StyleSizing, Targets, WeightedImage
+from .core.target_fns import StyleSizing, Targets, WeightedImage
+from .extend.pictures import InMemory, PathLike, Picture, PictureSource, is_path, is_picture, to_tensor
+from .extend.sources import StyleContext, StyleSource
+from .extend.terms import LossTerm
 from .io.images import to_pil
 from .io.weights import build_extractor
-from .losses import LossTerm
-from .pictures import InMemory, PathLike, Picture, PictureSource, is_path, is_picture, to_tensor
-from .plan import FileHasher, PictureLoader, RunSettings, entry_sources, shared_settings
-from .report import RunReport
-from .runner import load_checked, open_cache, run_pipeline
-from .settings import STYLIZER_SECTIONS, overrides
-from .styles import StyleContext, StyleSource
-from .targets import TargetStore, target_key
-from .worker import WorkerContext, WorkerSpec, fit_content, in_batches, resolve_batch_size, stylize_batch
+from .plan.build import FileHasher, PictureLoader, RunSettings, entry_sources, shared_settings
+from .report.record import RunReport
+from .running.budget import budget_bytes, style_tiling
+from .running.runner import load_checked, open_cache, run_pipeline
+from .running.worker import WorkerContext, WorkerSpec, fit_content, in_batches, resolve_batch_size, stylize_batch
+from .targets.cache import TargetCache
+from .targets.store import TargetStore, target_key
 
 if TYPE_CHECKING:
-    from .events import RunEvents
-    from .schedule import RunBounds, Shard
+    from .running.events import RunEvents
+    from .running.schedule import RunBounds, Shard
 
 __all__ = ["InMemory", "Picture", "Style", "StyleLike", "Stylizer", "run"]
 
@@ -384,7 +392,7 @@ def run(pipeline: str | os.PathLike[str] | Mapping[str, Any], *, force: bool = F
     >>> report.exit_code, report.count("done"), report.targets_computed, sorted(p.name for p in (folder / "out").glob("*.png"))
     (0, 1, 1, ['photo__painting.png'])
     """
-    from .schedule import RunBounds, Shard, parse_duration
+    from .running.schedule import RunBounds, Shard, parse_duration
 
     selected = Shard.parse(shard) if isinstance(shard, str) else shard
     if bounds is None:

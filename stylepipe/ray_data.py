@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .api import StyleLike, Stylizer
-from .pictures import to_uint8
+from .extend.pictures import to_uint8
 
 __all__ = ["StylizeBatch"]
 

@@ -47,7 +47,7 @@ def sample(name: str) -> Path:
 @pytest.fixture()
 def forget_plugins() -> Iterator[None]:
     """Each test loads its own copy of plugin files: restore the registries and forget the modules after it."""
-    from stylepipe.registry import LOSSES, STYLE_SOURCES
+    from stylepipe.extend.registries import LOSSES, STYLE_SOURCES
 
     saved = [(registry, registry.snapshot()) for registry in (LOSSES, STYLE_SOURCES)]
     modules_before = set(sys.modules)

@@ -28,9 +28,9 @@ from typer.testing import CliRunner
 
 import stylepipe
 from stylepipe import ConfigError, Style, Stylizer
-from stylepipe.cli import app
-from stylepipe.config import load_pipeline
-from stylepipe.settings import STYLIZER_SECTIONS, keywords
+from stylepipe.cli.app import app
+from stylepipe.config.keywords import STYLIZER_SECTIONS, keywords
+from stylepipe.config.schema import load_pipeline
 
 from conftest import CONTENT, ROOT, sample
 
@@ -130,7 +130,7 @@ def test_plugins_import_only_from_stylepipe() -> None:
         assert imports and set(imports) == {"stylepipe"}, (path.name, imports)
 
 
-@pytest.mark.parametrize("module", ["stylepipe.api", "stylepipe.settings", "stylepipe.ray_data"])
+@pytest.mark.parametrize("module", ["stylepipe.api", "stylepipe.config.keywords", "stylepipe.ray_data"])
 def test_doctests(module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS, report=True)
@@ -190,7 +190,7 @@ def test_the_settings_reach_the_run_settings_and_terms_as_from_a_file(tmp_path: 
                                     "optimize": {"steps": 7, "seed": 4, "noise": 0.5, "pyramid": {"levels": 2}},
                                     "losses": {"style": {"weight": 300, "layers": ["relu1_1"]}, "tv": {"weight": 0}},
                                     "cache": {"enabled": False}}))
-    from stylepipe.plan import run_settings
+    from stylepipe.plan.build import run_settings
 
     assert run_settings(load_pipeline(path)) == settings
 
@@ -200,7 +200,7 @@ def test_the_keyword_table_in_the_docs_is_the_rule_applied() -> None:
     table = text.split("<!-- stylizer-keywords -->")[1].split("<!-- /stylizer-keywords -->")[0]
     cells = re.findall(r"\| `([^`]+)` \| `([^`]+)` ", table.replace("` | `", "` | `"))
     pairs = re.findall(r"`([\w.]+)` \| `([\w.]+)`", table)
-    assert dict(pairs) == keywords(STYLIZER_SECTIONS), "regenerate the table from stylepipe.settings.keywords()"
+    assert dict(pairs) == keywords(STYLIZER_SECTIONS), "regenerate the table from stylepipe.config.keywords.keywords()"
     assert cells
 
 
@@ -257,7 +257,7 @@ def test_pictures_of_one_size_go_in_batches_and_a_call_can_change_settings(folde
 
 
 def test_styles_of_every_kind_and_their_keys(folder: Path) -> None:
-    from stylepipe.targets import target_key
+    from stylepipe.targets.store import target_key
 
     stylizer = Stylizer(**TINY)
     before = stylizer.targets_computed

@@ -9,9 +9,9 @@ import torch
 
 from stylepipe.core.geometry import resize
 from stylepipe.core.optimize import Objective, OptimizeSettings, Pyramid, content_targets, optimize, optimize_pyramid
-from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
+from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, StyleParams
 from stylepipe.io.images import load_image
-from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, StyleParams
 
 from conftest import sample
 
@@ -80,9 +80,9 @@ def test_a_batch_equals_single_runs_on_the_real_network(gatys, optimizer):
 def test_out_of_memory_halves_the_batch_and_retries(tmp_path, monkeypatch, caplog):
     import yaml
 
-    from stylepipe import worker
-    from stylepipe.config import load_pipeline
-    from stylepipe.runner import run_pipeline
+    from stylepipe.config.schema import load_pipeline
+    from stylepipe.running import worker
+    from stylepipe.running.runner import run_pipeline
 
     from conftest import CONTENT
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import stylepipe
-from stylepipe import cache as cache_module
-from stylepipe.cache import (
+from stylepipe.targets import cache as cache_module
+from stylepipe.targets.cache import (
     CACHE_FORMAT_VERSION,
     CorruptEntry,
     TargetCache,
@@ -217,7 +217,7 @@ def test_entry_written_by_another_process_is_read(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import torch
-        from stylepipe.cache import TargetCache
+        from stylepipe.targets.cache import TargetCache
         g = torch.Generator().manual_seed(7)
         with TargetCache({str(directory)!r}) as cache:
             cache.put({key!r}, {{"relu3_1": torch.randn(64, 64, generator=g)}})

@@ -17,11 +17,11 @@ import torch
 from typer.testing import CliRunner
 
 import stylepipe
-from stylepipe.cache import TargetCache
-from stylepipe.cli import app
-from stylepipe.config import load_pipeline
-from stylepipe.resume import sidecar_path
-from stylepipe.runner import make_plan
+from stylepipe.cli.app import app
+from stylepipe.config.schema import load_pipeline
+from stylepipe.plan.resume import sidecar_path
+from stylepipe.running.runner import make_plan
+from stylepipe.targets.cache import TargetCache
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SCRIPT = Path(sys.executable).with_name("stylepipe")

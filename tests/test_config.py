@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stylepipe.config import (
+from stylepipe.config.schema import (
     LoadedPipeline,
     PipelineConfig,
     apply_override,
@@ -18,7 +18,7 @@ from stylepipe.config import (
     parse_override,
 )
 from stylepipe.core.errors import ConfigError, StylepipeError
-from stylepipe.plan import build_plan
+from stylepipe.plan.build import build_plan
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -53,7 +53,7 @@ def test_minimal_pipeline_has_documented_defaults(tmp_path: Path) -> None:
     assert cfg.content == ["photo.jpg"]
     assert (cfg.size.max_side, cfg.size.max_pixels, cfg.size.style_scale, cfg.size.style_max_side) == (256, None, 1.0, None)
     assert (cfg.optimize.optimizer, cfg.optimize.steps, cfg.optimize.lr, cfg.optimize.init, cfg.optimize.seed) == (
-        "lbfgs", None, None, "content", 0)  # steps and pyramid: None = the mode's default (stylepipe/defaults.py)
+        "lbfgs", None, None, "content", 0)  # steps and pyramid: None = the mode's default (stylepipe/config/defaults.py)
     assert cfg.optimize.pyramid is None and cfg.optimize.noise == 0.3
     assert (cfg.network.name, cfg.network.weights, cfg.network.pooling, cfg.network.device) == (
         "vgg19-gatys", None, "avg", "auto")
@@ -472,7 +472,7 @@ def test_override_of_style_parameter_error_is_from_set(tmp_path: Path) -> None:
 
 
 def test_four_mistakes_at_different_depths_are_reported_in_one_round(tmp_path: Path) -> None:
-    from stylepipe.runner import load_checked
+    from stylepipe.running.runner import load_checked
 
     (tmp_path / "photo.jpg").write_bytes((SAMPLES / "content" / "chelsea.jpg").read_bytes())
     path = write(tmp_path, """

@@ -9,9 +9,9 @@ import torch
 
 from stylepipe.core.geometry import resize
 from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize
-from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
+from stylepipe.extend.terms import ContentLoss, StyleLoss, StyleParams
 from stylepipe.io.images import load_image
-from stylepipe.losses import ContentLoss, StyleLoss, StyleParams
 
 from conftest import sample
 
@@ -106,7 +106,7 @@ def test_torch_compile_traces_the_tapped_forward(fresh_extractor, small_problem)
 
 
 def test_auto_batch_size_counts_the_lbfgs_history(monkeypatch):
-    from stylepipe.worker import auto_batch_size, bytes_per_image
+    from stylepipe.running.worker import auto_batch_size, bytes_per_image
 
     lbfgs, adam = OptimizeSettings(steps=500), OptimizeSettings("adam", steps=500)
     history = 2 * 50 * 3 * 4  # bytes per pixel: s and y, 50 pairs, 3 channels, float32
@@ -122,7 +122,7 @@ def _context(batch_size, resolved):
 
 
 def test_ray_batches_like_the_local_executor():
-    from stylepipe.executors.ray import AUTO_GPU_JOBS_PER_CALL, jobs_per_call
+    from stylepipe.running.executors.ray import AUTO_GPU_JOBS_PER_CALL, jobs_per_call
 
     assert jobs_per_call(_context(4, 4), use_gpu=True, jobs=100, workers=2) == 8  # two device batches, as local
     assert jobs_per_call(_context("auto", 1), use_gpu=True, jobs=1000, workers=4) == AUTO_GPU_JOBS_PER_CALL

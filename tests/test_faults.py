@@ -23,9 +23,9 @@ import yaml
 from PIL import Image
 
 import stylepipe.io.images
-from stylepipe.config import load_pipeline
+from stylepipe.config.schema import load_pipeline
 from stylepipe.io.atomic import write_atomic
-from stylepipe.runner import run_pipeline
+from stylepipe.running.runner import run_pipeline
 
 from conftest import sample
 
@@ -40,7 +40,7 @@ from pathlib import Path
 import stylepipe.io.atomic
 import stylepipe.io.images
 from stylepipe.registry import register_style_source
-from stylepipe.styles import ImageSource
+from stylepipe.extend.sources import ImageSource
 
 HERE = Path(__file__).parent
 

@@ -14,18 +14,18 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from stylepipe.cli import app
-from stylepipe.config import load_pipeline
+from stylepipe.cli.app import app
+from stylepipe.config.schema import load_pipeline
 from stylepipe.core.geometry import resize
 from stylepipe.core.optimize import OptimizeSettings, content_targets, optimize
-from stylepipe.curves import loss_curves
-from stylepipe.gallery import build_sheet, render_page
-from stylepipe.history import LossHistory, RecordingObjective
+from stylepipe.extend.terms import ContentLoss, StyleLoss
 from stylepipe.io.images import load_image
-from stylepipe.losses import ContentLoss, StyleLoss
-from stylepipe.runner import run_pipeline
-from stylepipe.schedule import Shard
-from stylepipe.thumbnails import THUMB_DIR
+from stylepipe.report.curves import loss_curves
+from stylepipe.report.history import LossHistory, RecordingObjective
+from stylepipe.report.page import build_sheet, render_page
+from stylepipe.report.thumbnails import THUMB_DIR
+from stylepipe.running.runner import run_pipeline
+from stylepipe.running.schedule import Shard
 
 from conftest import sample
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from stylepipe.config import load_pipeline
-from stylepipe.runner import run_pipeline
+from stylepipe.config.schema import load_pipeline
+from stylepipe.running.runner import run_pipeline
 
 from conftest import sample
 
@@ -24,7 +24,7 @@ import torch
 
 from stylepipe.losses import LossTerm, TermParams
 from stylepipe.registry import register_loss, register_style_source
-from stylepipe.styles import ImageSource
+from stylepipe.extend.sources import ImageSource
 
 
 class FaultyParams(TermParams):

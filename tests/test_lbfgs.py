@@ -11,9 +11,9 @@ from lbfgs_reference import reference_lbfgs
 
 from stylepipe.core.geometry import resize
 from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize
-from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
+from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, StyleParams
 from stylepipe.io.images import load_image
-from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, StyleParams
 
 from conftest import sample
 

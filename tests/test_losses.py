@@ -6,8 +6,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from stylepipe.core.losses import content_loss, gram, style_loss, tv_loss
-from stylepipe.losses import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams
+from stylepipe.core.loss_fns import content_loss, gram, style_loss, tv_loss
+from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams
 
 
 def test_gram_is_normalised_by_channels_and_positions():

@@ -17,9 +17,9 @@ from stylepipe.core.optimize import (
     optimize_pyramid,
     resample,
 )
-from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
+from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, StyleParams
 from stylepipe.io.images import load_image
-from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, StyleParams
 
 from conftest import sample
 

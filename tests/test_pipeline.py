@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from stylepipe.cache import TargetCache
-from stylepipe.config import load_pipeline
+from stylepipe.config.schema import load_pipeline
 from stylepipe.core.postprocess import rgb_to_ycbcr
 from stylepipe.io.images import load_image
-from stylepipe.runner import run_pipeline
+from stylepipe.running.runner import run_pipeline
+from stylepipe.targets.cache import TargetCache
 
 from conftest import CONTENT, sample
 
@@ -189,7 +189,7 @@ def test_preserve_colors_keeps_the_photo_colours(tmp_path):
 
 
 def test_a_hard_interrupt_still_writes_the_report_saying_why(tmp_path):
-    from stylepipe.events import NullEvents
+    from stylepipe.running.events import NullEvents
 
     class SecondCtrlC(NullEvents):
         def job_started(self, job):
@@ -210,8 +210,8 @@ def test_skipped_items_keep_the_losses_of_their_sidecar(tmp_path):
 
 
 def test_progress_counts_only_the_jobs_this_run_will_do(tmp_path):
-    from stylepipe.events import NullEvents
-    from stylepipe.schedule import RunBounds
+    from stylepipe.running.events import NullEvents
+    from stylepipe.running.schedule import RunBounds
 
     class Recorder(NullEvents):
         def __init__(self):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import stylepipe.plan as plan_module
-from stylepipe.config import load_pipeline
+import stylepipe.plan.build as plan_module
+from stylepipe.config.schema import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.core.optimize import Pyramid
-from stylepipe.plan import Plan, build_plan, output_path, safe_name
-from stylepipe.resume import is_done, sidecar_path
+from stylepipe.plan.build import Plan, build_plan, output_path, safe_name
+from stylepipe.plan.resume import is_done, sidecar_path
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CONTENT_NAMES = ["astronaut", "chelsea", "coffee", "tubingen"]
@@ -628,7 +628,7 @@ def test_blend_needs_two_parts(project: Path) -> None:
     assert error.startswith(f"{project / 'pipeline.yaml'}:4:13: styles.0.styles: ")
 
 
-# --- defaults by mode (stylepipe/defaults.py) ------------------------------------------------------
+# --- defaults by mode (stylepipe/config/defaults.py) ------------------------------------------------------
 def test_transfer_defaults_are_50_single_scale_steps(project: Path) -> None:
     plan = make(project, """
         content: content/

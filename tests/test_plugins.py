@@ -22,17 +22,18 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from stylepipe.cache import decode_tensors, encode_tensors
-from stylepipe.config import load_pipeline
+from stylepipe.config.schema import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.core.network import FeatureExtractor, random_weights
-from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
+from stylepipe.extend.plugins import load_plugin_folders
+from stylepipe.extend.registries import LOSSES, STYLE_SOURCES, register_builtins
+from stylepipe.extend.sources import StyleContext
+from stylepipe.extend.terms import StyleLoss
 from stylepipe.io.hashing import sha256_file
 from stylepipe.io.images import load_image
-from stylepipe.losses import StyleLoss
-from stylepipe.registry import LOSSES, STYLE_SOURCES, load_plugin_folders, register_builtins
-from stylepipe.runner import make_plan, run_pipeline
-from stylepipe.styles import StyleContext
+from stylepipe.running.runner import make_plan, run_pipeline
+from stylepipe.targets.cache import decode_tensors, encode_tensors
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"

@@ -18,10 +18,10 @@ import yaml
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from stylepipe.cli import app
-from stylepipe.config import load_pipeline
+from stylepipe.cli.app import app
+from stylepipe.config.schema import load_pipeline
 from stylepipe.io.images import _save_options, _srgb_profile, load_image, save_image, to_pil
-from stylepipe.plan import build_plan
+from stylepipe.plan.build import build_plan
 
 from conftest import sample
 

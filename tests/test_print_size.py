@@ -14,17 +14,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from stylepipe.budget import plan_memory, style_tiling
-from stylepipe.cli import app
-from stylepipe.config import load_pipeline
+from stylepipe.cli.app import app
+from stylepipe.config.schema import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.core.optimize import OptimizeSettings
-from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.core.tiling import Tiling
+from stylepipe.extend.plugins import load_plugin_file
+from stylepipe.extend.registries import LOSSES
+from stylepipe.extend.terms import ContentLoss, StyleLoss, TotalVariation
 from stylepipe.io.images import load_image
-from stylepipe.losses import ContentLoss, StyleLoss, TotalVariation
-from stylepipe.registry import LOSSES, load_plugin_file
-from stylepipe.runner import make_plan
+from stylepipe.running.budget import plan_memory, style_tiling
+from stylepipe.running.runner import make_plan
 
 from conftest import ROOT, sample
 

@@ -14,9 +14,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import stylepipe.cli as cli
-from stylepipe.progress import PlainThrottle, ProgressTracker, format_duration
-from stylepipe.report import ItemReport
+import stylepipe.cli.app as cli
+from stylepipe.cli.progress import PlainThrottle, ProgressTracker, format_duration
+from stylepipe.report.record import ItemReport
 
 from conftest import sample
 

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from stylepipe.config import PipelineConfig, load_pipeline
+from stylepipe.config.schema import PipelineConfig, load_pipeline
 from stylepipe.core.errors import ConfigError, EnvironmentProblem
-from stylepipe.executors import EXECUTORS, get_executor
-from stylepipe.runner import run_pipeline
+from stylepipe.running.executors import EXECUTORS, get_executor
+from stylepipe.running.runner import run_pipeline
 
 from conftest import ROOT, sample
 
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from stylepipe.losses import LossTerm, TermParams
 from stylepipe.registry import register_loss, register_style_source
-from stylepipe.styles import ImageSource
+from stylepipe.extend.sources import ImageSource
 
 HERE = Path(__file__).parent
 
@@ -131,7 +131,7 @@ def pixels(path: str) -> np.ndarray:
 def test_ray_gives_the_local_results_and_workers_never_compute_targets(tmp_path, spy, monkeypatch):
     """First in the file, so the executor starts (and stops) its own Ray, as `stylepipe run` does."""
     ray = pytest.importorskip("ray")
-    from stylepipe.executors.ray import RayExecutor
+    from stylepipe.running.executors.ray import RayExecutor
 
     monkeypatch.setitem(EXECUTORS, "ray", lambda config: RayExecutor(config.ray, batch_size=2))  # batches of a style
     was_running = ray.is_initialized()
@@ -221,8 +221,8 @@ def test_an_unexpected_error_in_a_worker_fails_its_jobs_only_and_alike_in_both_e
 
 
 def test_a_worker_too_big_for_every_node_is_refused_on_our_own_ray_and_awaited_on_a_cluster(caplog):
-    from stylepipe.config import RayConfig
-    from stylepipe.executors.ray import _Dispatcher
+    from stylepipe.config.schema import RayConfig
+    from stylepipe.running.executors.ray import _Dispatcher
 
     fake_ray = SimpleNamespace(nodes=lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False, "Resources": {"CPU": 8.0}}])
     dispatcher = SimpleNamespace(cfg=RayConfig(cpus_per_worker=4), use_gpu=False)
@@ -235,7 +235,7 @@ def test_a_worker_too_big_for_every_node_is_refused_on_our_own_ray_and_awaited_o
 
 
 def test_batches_group_jobs_by_style_in_index_order():
-    from stylepipe.executors.ray import batches
+    from stylepipe.running.executors.ray import batches
 
     jobs = [SimpleNamespace(index=i, style_label="ab"[i % 2]) for i in range(7)]
     assert [[job.index for job in batch] for batch in batches(jobs, 3)] == [[0, 2, 4], [6], [1, 3, 5]]
@@ -275,9 +275,9 @@ def test_the_cluster_docs_examples_parse():
 def test_a_stop_request_is_seen_while_workers_are_still_starting():
     """On a cluster still growing, no actor answers for minutes: waiting on it must not make
     the driver deaf to SIGTERM. A stand-in Ray whose actors never start shows the driver polls."""
-    from stylepipe.config import RayConfig
-    from stylepipe.executors.ray import _Dispatcher
-    from stylepipe.worker import WorkerSpec
+    from stylepipe.config.schema import RayConfig
+    from stylepipe.running.executors.ray import _Dispatcher
+    from stylepipe.running.worker import WorkerSpec
 
     waits: list[float | None] = []
 

@@ -17,19 +17,18 @@ from pathlib import Path
 import pytest
 
 from stylepipe.core.errors import ConfigError, PluginError
-from stylepipe.losses import LossTerm, StyleLoss
-from stylepipe.registry import (
+from stylepipe.extend.plugins import load_plugin_file, load_plugin_folders
+from stylepipe.extend.registries import (
     BUILTIN,
     LOSSES,
     STYLE_SOURCES,
     Registry,
-    load_plugin_file,
-    load_plugin_folders,
     register_builtins,
     register_loss,
     register_style_source,
 )
-from stylepipe.styles import SourceParams, StyleSource
+from stylepipe.extend.sources import SourceParams, StyleSource
+from stylepipe.extend.terms import LossTerm, StyleLoss
 
 THIS_FILE = str(Path(__file__).resolve())
 
@@ -160,7 +159,7 @@ def test_a_name_must_be_a_non_empty_string(name: object) -> None:
 def test_a_loss_must_be_a_lossterm_subclass_and_a_source_a_stylesource_subclass() -> None:
     with pytest.raises(PluginError, match=r"loss term 'x' must be a subclass of stylepipe.losses.LossTerm"):
         LOSSES.register("x", _Term())  # an instance, not the class
-    with pytest.raises(PluginError, match=r"style source 'y' must be a subclass of stylepipe.styles.StyleSource"):
+    with pytest.raises(PluginError, match=r"style source 'y' must be a subclass of stylepipe.StyleSource"):
         STYLE_SOURCES.register("y", _Term)
     assert "x" not in LOSSES and "y" not in STYLE_SOURCES
 
@@ -367,7 +366,7 @@ def test_style_source_entry_points_use_their_own_group(
     _module_on_path(
         tmp_path, monkeypatch, "sp_test_ep_sources",
         """
-        from stylepipe.styles import SourceParams, StyleSource
+        from stylepipe.extend.sources import SourceParams, StyleSource
 
         class Museum(StyleSource):
             name = "museum"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stylepipe.config import load_pipeline
-from stylepipe.runner import run_pipeline
+from stylepipe.config.schema import load_pipeline
+from stylepipe.running.runner import run_pipeline
 
 from chromium import Chromium, find_chromium
 from conftest import sample

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 import yaml
 
-import stylepipe.runner as runner_module
-from stylepipe.config import load_pipeline
-from stylepipe.plan import build_plan
-from stylepipe.runner import run_pipeline
+import stylepipe.running.runner as runner_module
+from stylepipe.config.schema import load_pipeline
+from stylepipe.plan.build import build_plan
+from stylepipe.running.runner import run_pipeline
 
 from conftest import sample
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stylepipe.config import load_pipeline
+from stylepipe.config.schema import load_pipeline
 from stylepipe.core.errors import ConfigError
-from stylepipe.runner import make_plan, run_pipeline
-from stylepipe.schedule import RunBounds, RunLock, RunLocked, Shard, parse_duration
+from stylepipe.running.runner import make_plan, run_pipeline
+from stylepipe.running.schedule import RunBounds, RunLock, RunLocked, Shard, parse_duration
 
 from conftest import sample
 
@@ -91,7 +91,7 @@ def test_a_held_lock_refuses_a_second_run(tmp_path, photo_dir):
 def test_overlapping_cli_runs_one_works_the_other_exits_4(tmp_path, photo_dir):
     pipeline = write_pipeline(tmp_path, photo_dir)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from stylepipe.schedule import RunLock\n"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from stylepipe.running.schedule import RunLock\n"
          "with RunLock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)", str(tmp_path / "out")],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -8,15 +8,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylepipe.cache import TargetCache
 from stylepipe.core.geometry import tile
 from stylepipe.core.network import FeatureExtractor, random_weights
-from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets, flatten, unflatten
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets, flatten, unflatten
+from stylepipe.extend.sources import (
+    BlendParams,
+    BlendSource,
+    ImageParams,
+    ImageSource,
+    StyleContext,
+    TiledParams,
+    TiledSource,
+)
+from stylepipe.extend.terms import ContentLoss, StyleLoss, StyleParams
 from stylepipe.io.hashing import sha256_file
 from stylepipe.io.images import load_image
-from stylepipe.losses import ContentLoss, StyleLoss, StyleParams
-from stylepipe.styles import BlendParams, BlendSource, ImageParams, ImageSource, StyleContext, TiledParams, TiledSource
-from stylepipe.targets import TargetStore, target_key
+from stylepipe.targets.cache import TargetCache
+from stylepipe.targets.store import TargetStore, target_key
 
 from conftest import sample
 
@@ -75,7 +83,7 @@ def test_tiles_are_made_at_the_style_size_not_at_full_resolution(net, tmp_path, 
     """grid 16 on a 12 MP photo tiled first would be ~37 GB of float32: tile after resizing."""
     from PIL import Image
 
-    import stylepipe.core.targets as targets_module
+    import stylepipe.core.target_fns as targets_module
 
     path = tmp_path / "cat.png"  # small, so that the full-size reference below stays cheap
     Image.open(sample("chelsea")).convert("RGB").resize((96, 64)).save(path)

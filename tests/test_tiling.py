@@ -19,13 +19,14 @@ from stylepipe.core.errors import TilingError
 from stylepipe.core.geometry import resize
 from stylepipe.core.network import FeatureExtractor
 from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize
-from stylepipe.core.targets import StyleSizing, WeightedImage, compute_targets
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.core.tiling import Span, TilePlan, Tiling, check_tile_safe, estimate_peak_bytes, footprint
 from stylepipe.core.tiling import content_targets as tiled_content_targets
-from stylepipe.history import LossHistory, RecordingObjective
+from stylepipe.extend.plugins import load_plugin_file
+from stylepipe.extend.registries import LOSSES
+from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, TotalVariation
 from stylepipe.io.images import load_image
-from stylepipe.losses import ContentLoss, LossTerm, StyleLoss, TotalVariation
-from stylepipe.registry import LOSSES, load_plugin_file
+from stylepipe.report.history import LossHistory, RecordingObjective
 
 from conftest import CONTENT, ROOT, sample
 

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import OptimizationError
-from .losses import Term
+from .loss_fns import Term
 from .network import FeatureExtractor, is_out_of_memory
-from .targets import Targets
+from .target_fns import Targets
 
 OptimizerName = Literal["lbfgs", "adam"]
 Precision = Literal["fp32", "bf16", "fp16"]

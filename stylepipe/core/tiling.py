@@ -43,7 +43,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .errors import TilingError
-from .losses import Features, TensorDict, Term, TileSafeTerm
+from .loss_fns import Features, TensorDict, Term, TileSafeTerm
 from .network import TAPS, FeatureExtractor, deepest
 
 __all__ = ["DEFAULT_CORE", "Footprint", "Span", "Tile", "TilePlan", "Tiling", "check_tile_safe", "content_targets", "style_targets",
@@ -51,7 +51,7 @@ __all__ = ["DEFAULT_CORE", "Footprint", "Span", "Tile", "TilePlan", "Tiling", "c
 
 if TYPE_CHECKING:  # type names only: nothing here needs the pipeline modules at run time
     from .optimize import Objective
-    from .targets import Targets
+    from .target_fns import Targets
 
 #: The default core side in pixels: with relu5_1's 80 px halo a tile region is at most 672 px.
 DEFAULT_CORE = 512

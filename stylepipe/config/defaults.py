@@ -1,0 +1,35 @@
+"""Optimisation defaults that depend on the mode, chosen by the published sweep (docs/quality.md).
+
+A transfer starts from the photo and only has to paint over it: 50 single-scale L-BFGS steps
+reach the peer's look at half its steps. A palette or a reconstruction starts from noise and has
+to grow structure at every scale: a coarse-to-fine schedule (3 levels, each twice the size of the
+last, steps split 4:2:1 so most of them run where a step is cheap) from low-amplitude noise gives
+the painting's large strokes instead of coloured noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.optimize import Pyramid
+
+
+@dataclass(frozen=True)
+class ModeDefaults:
+    """What `optimize.steps` and `optimize.pyramid` mean when the pipeline leaves them out."""
+
+    steps: int
+    pyramid: Pyramid
+
+
+TRANSFER = ModeDefaults(steps=50, pyramid=Pyramid(levels=1))
+FROM_NOISE = ModeDefaults(steps=350, pyramid=Pyramid(levels=3, factor=2.0))
+
+#: Amplitude of a noise start around mid-grey (1: uniform over [0, 1]). Low-amplitude noise
+#: leaves the optimiser room to place the painting's own contrasts (docs/quality.md).
+NOISE_AMPLITUDE = 0.3
+
+
+def defaults_for(mode: str) -> ModeDefaults:
+    """The defaults of a mode: `transfer` starts from the photo, the others from noise."""
+    return TRANSFER if mode == "transfer" else FROM_NOISE

@@ -1,0 +1,96 @@
+"""The resume protocol in one place: what an output's fingerprint covers, where its sidecar lives,
+and when an output counts as done.
+
+Every finished output has a sidecar, `<out>/.stylepipe/<name>.json`, written after the picture
+(both atomically) and holding the job's fingerprint: a sha256 over the input bytes, the style's
+fingerprint, every setting that changes pixels, the terms with all their parameters and the
+network's weights. A later run skips a job only when its output exists and the sidecar holds
+the same fingerprint, so a changed photo, setting or algorithm redoes exactly the outputs it
+changes. `ALGORITHM_VERSION` is part of every fingerprint: bump it when the optimiser or a term
+changes pictures for the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..io.atomic import write_json_atomic
+from ..io.hashing import sha256_json
+
+if TYPE_CHECKING:
+    from ..core.target_fns import StyleSizing
+    from ..extend.sources import StyleSource
+    from ..extend.terms import LossTerm
+    from .build import RunSettings
+
+ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-region L-BFGS steps
+SIDECAR_DIR = ".stylepipe"
+#: Settings that change where, how fast and in what pieces a job runs, never what its output should be
+#: (tiles give the whole picture's gradient, so tiled and untiled outputs agree to float tolerance).
+_VOLATILE = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile")
+#: Settings added after outputs existed, left out of the hash at their default: upgrading then
+#: redoes no finished picture, while setting one (16 bits, a dpi) redoes every output it changes.
+_ADDED_LATER = {"output_bit_depth": 8, "output_dpi": None}
+
+
+def sidecar_path(out_dir: Path, output: Path) -> Path:
+    """Where the hash of what made an output lives: `<out>/.stylepipe/<name>.json`."""
+    return out_dir.resolve() / SIDECAR_DIR / (str(Path(output).resolve().relative_to(out_dir.resolve())) + ".json")
+
+
+def read_sidecar(out_dir: Path, output: Path) -> dict[str, Any] | None:
+    """What the sidecar of an output recorded (its fingerprint, losses, curve), if it is readable."""
+    try:  # ValueError: not JSON, or an output outside out_dir
+        recorded = json.loads(sidecar_path(out_dir, output).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def write_sidecar(out_dir: Path, output: Path, record: dict[str, Any]) -> None:
+    """Record what made an output, after the output itself is in place."""
+    write_json_atomic(record, sidecar_path(out_dir, output))
+
+
+def is_done(out_dir: Path, output: Path, fingerprint: str | None) -> bool:
+    """An output counts as done when it exists and its sidecar holds this job's fingerprint."""
+    if fingerprint is None or not output.is_file():
+        return False
+    recorded = read_sidecar(out_dir, output)
+    return recorded is not None and recorded.get("fingerprint") == fingerprint
+
+
+def settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleSizing, init_sha: str | None) -> dict[str, Any]:
+    """The part of a fingerprint that every job of a run shares."""
+    data = asdict(settings)
+    for volatile in _VOLATILE:
+        data.pop(volatile)
+    for key, default in _ADDED_LATER.items():
+        if data[key] == default:
+            del data[key]
+    return {
+        "algorithm": ALGORITHM_VERSION,
+        "settings": json.loads(json.dumps(data, default=str)),
+        # every parameter counts here (layer weights change pixels), unlike in the cache key
+        "terms": [dict(term.fingerprint(), weight=term.weight, params=term.params.model_dump(mode="json")) for term in terms],
+        "sizing": asdict(sizing),
+        "init_sha": init_sha,
+    }
+
+
+def job_fingerprint(content_sha: str | None, style: StyleSource | None, digest: dict[str, Any], weights_id: str,
+                    sweep: dict[str, Any] | None = None) -> str:
+    """Hash of everything that made an output: inputs' bytes, style, settings, network (and
+    in reconstruct mode the layers it was rebuilt from)."""
+    payload = {
+        "content": content_sha,
+        "style": style.fingerprint() if style else None,
+        "settings": digest,
+        "weights": weights_id,
+    }
+    if sweep is not None:
+        payload["sweep"] = sweep
+    return sha256_json(payload)

@@ -1,0 +1,70 @@
+"""Style targets: the per-style statistics (Gram matrices first) that every job of a style reuses.
+
+Computing them means loading, tiling and resizing the style pictures and running the network,
+so they are computed once per distinct style and kept in the two-layer cache (memory for this
+run, disk for later runs). The cache key covers everything that changes a target: the source's
+fingerprint (its file contents and parameters), the network and its weights, pooling, the terms
+and their layers, the style size and the dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..core.network import FeatureExtractor
+from ..core.target_fns import StyleSizing, Targets, compute_targets, flatten, style_terms, unflatten
+from ..core.tiling import Tiling
+from ..extend.sources import StyleSource
+from ..extend.terms import LossTerm
+from .cache import TargetCache, make_key
+
+TARGETS_VERSION = 1
+
+
+def target_key(source: StyleSource | Mapping[str, Any], network: Mapping[str, str], terms: Sequence[LossTerm], sizing: StyleSizing, dtype: torch.dtype = torch.float32) -> str:
+    """Content-addressed cache key: `gram/v{N}/sha256(canonical JSON)`; `network` is its fingerprint.
+
+    `source` is a style source or its `fingerprint()`, kept by whoever has no access to its files
+    (a worker given targets computed elsewhere)."""
+    payload: dict[str, Any] = {
+        "source": dict(source) if isinstance(source, Mapping) else source.fingerprint(),
+        "network": dict(network),
+        "terms": [term.fingerprint() for term in style_terms(terms)],
+        "sizing": {"max_side": sizing.max_side, "max_pixels": sizing.max_pixels},
+        "dtype": str(dtype),
+    }
+    return make_key("gram", TARGETS_VERSION, payload)
+
+
+class TargetStore:
+    """Hands out each style's targets, computing a style at most once per run and cache."""
+
+    def __init__(self, cache: TargetCache, extractor: FeatureExtractor, terms: Sequence[LossTerm], sizing: StyleSizing,
+                 device: torch.device, tile_for: Callable[[tuple[int, int]], Tiling | None] | None = None) -> None:
+        self.cache = cache
+        self.extractor = extractor
+        self.terms = list(terms)
+        self.sizing = sizing
+        self.device = device
+        self.tile_for = tile_for  # print-size style pictures are measured tile by tile
+        self.computed = 0
+        self.cache_hits = 0
+
+    def key(self, source: StyleSource) -> str:
+        return target_key(source, self.extractor.fingerprint(), self.terms, self.sizing)
+
+    def get(self, source: StyleSource) -> Targets:
+        """Cached targets if the key matches, else compute them (counted) and store them."""
+        key = self.key(source)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.cache_hits += 1
+            return unflatten(cached)
+        targets = compute_targets(source.images(), self.extractor, self.terms, self.sizing, self.device,
+                                  tile_for=self.tile_for)
+        self.computed += 1
+        self.cache.put(key, flatten(targets))
+        return targets
