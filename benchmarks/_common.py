@@ -336,7 +336,7 @@ class ReferenceLoss:
     def score(self, image_path: Path, content_path: Path) -> dict[str, float]:
         """Unweighted content and style and the weighted total of one output against its photo."""
         from stylepipe.core.geometry import resize
-        from stylepipe.core.optimize import Objective, content_targets
+        from stylepipe.core.objective import Objective, content_targets
         from stylepipe.io.images import load_image
 
         content = self._content(content_path).unsqueeze(0).to(self.device)

@@ -32,9 +32,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stylepipe.core.geometry import resize  # noqa: E402
+from stylepipe.core.loss_fns import Targets
 from stylepipe.core.network import FeatureExtractor, is_out_of_memory
-from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize  # noqa: E402
-from stylepipe.core.target_fns import StyleSizing, Targets, WeightedImage, compute_targets
+from stylepipe.core.objective import Objective, content_targets
+from stylepipe.core.optimize import OptimizeSettings, optimize  # noqa: E402
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams  # noqa: E402
 from stylepipe.io.images import load_image
 from stylepipe.io.weights import build_extractor  # noqa: E402

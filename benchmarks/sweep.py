@@ -25,16 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stylepipe.core.geometry import resize, target_size  # noqa: E402
-from stylepipe.core.optimize import (
-    Objective,
-    OptimizeSettings,
-    Pyramid,
-    content_targets,
-    initial_image,
-    optimize,
-    optimize_pyramid,
-    resample,
-)
+from stylepipe.core.objective import Objective, content_targets
+from stylepipe.core.optimize import OptimizeSettings, Pyramid, initial_image, optimize, optimize_pyramid, resample
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams  # noqa: E402
 from stylepipe.io.images import load_image, save_image

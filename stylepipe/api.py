@@ -35,14 +35,17 @@ from .config.schema import (
 )
 from .core.device import resolve_device, resolve_precision
 from .core.errors import ConfigError, StylepipeError
+from .core.loss_fns import Targets
 from .core.network import is_out_of_memory
-from .core.target_fns import StyleSizing, Targets, WeightedImage
+from .core.target_fns import StyleSizing, WeightedImage
 from .extend.pictures import InMemory, PathLike, Picture, PictureSource, is_path, is_picture, to_tensor
 from .extend.sources import StyleContext, StyleSource
 from .extend.terms import LossTerm
 from .io.images import to_pil
 from .io.weights import build_extractor
-from .plan.build import FileHasher, PictureLoader, RunSettings, entry_sources, shared_settings
+from .plan.inputs import FileHasher, PictureLoader
+from .plan.run_settings import RunSettings, shared_settings
+from .plan.styles import entry_sources
 from .report.record import RunReport
 from .running.budget import budget_bytes, style_tiling
 from .running.runner import load_checked, open_cache, run_pipeline

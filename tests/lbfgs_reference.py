@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from stylepipe.core.optimize import MAX_STEP_RMS, Objective
+from stylepipe.core.lbfgs import MAX_STEP_RMS
+from stylepipe.core.objective import Objective
 
 _TOLERANCE_GRAD = 1e-9
 _TOLERANCE_CHANGE = 1e-12

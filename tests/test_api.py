@@ -190,7 +190,7 @@ def test_the_settings_reach_the_run_settings_and_terms_as_from_a_file(tmp_path: 
                                     "optimize": {"steps": 7, "seed": 4, "noise": 0.5, "pyramid": {"levels": 2}},
                                     "losses": {"style": {"weight": 300, "layers": ["relu1_1"]}, "tv": {"weight": 0}},
                                     "cache": {"enabled": False}}))
-    from stylepipe.plan.build import run_settings
+    from stylepipe.plan.run_settings import run_settings
 
     assert run_settings(load_pipeline(path)) == settings
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from stylepipe.core.geometry import resize
-from stylepipe.core.optimize import Objective, OptimizeSettings, Pyramid, content_targets, optimize, optimize_pyramid
+from stylepipe.core.objective import Objective, content_targets
+from stylepipe.core.optimize import OptimizeSettings, Pyramid, optimize, optimize_pyramid
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, StyleParams
 from stylepipe.io.images import load_image

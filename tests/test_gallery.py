@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from stylepipe.cli.app import app
 from stylepipe.config.schema import load_pipeline
 from stylepipe.core.geometry import resize
-from stylepipe.core.optimize import OptimizeSettings, content_targets, optimize
+from stylepipe.core.objective import content_targets
+from stylepipe.core.optimize import OptimizeSettings, optimize
 from stylepipe.extend.terms import ContentLoss, StyleLoss
 from stylepipe.io.images import load_image
 from stylepipe.report.curves import loss_curves

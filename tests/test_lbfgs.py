@@ -10,7 +10,8 @@ import torch
 from lbfgs_reference import reference_lbfgs
 
 from stylepipe.core.geometry import resize
-from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize
+from stylepipe.core.objective import Objective, content_targets
+from stylepipe.core.optimize import OptimizeSettings, optimize
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, StyleParams
 from stylepipe.io.images import load_image

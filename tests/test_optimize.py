@@ -7,7 +7,8 @@ import torch
 
 from stylepipe.core.errors import OptimizationError
 from stylepipe.core.geometry import resize, target_size
-from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, initial_image, optimize
+from stylepipe.core.objective import Objective, content_targets
+from stylepipe.core.optimize import OptimizeSettings, initial_image, optimize
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, StyleParams
 from stylepipe.io.images import load_image

@@ -6,17 +6,9 @@ from __future__ import annotations
 import torch
 
 from stylepipe.core.geometry import resize
-from stylepipe.core.optimize import (
-    MAX_STEP_RMS,
-    Objective,
-    OptimizeSettings,
-    Pyramid,
-    content_targets,
-    initial_image,
-    optimize,
-    optimize_pyramid,
-    resample,
-)
+from stylepipe.core.lbfgs import MAX_STEP_RMS
+from stylepipe.core.objective import Objective, content_targets
+from stylepipe.core.optimize import OptimizeSettings, Pyramid, initial_image, optimize, optimize_pyramid, resample
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, StyleParams
 from stylepipe.io.images import load_image

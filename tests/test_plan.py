@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import stylepipe.plan.build as plan_module
+import stylepipe.plan.inputs as inputs_module
 from stylepipe.config.schema import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.core.optimize import Pyramid
-from stylepipe.plan.build import Plan, build_plan, output_path, safe_name
+from stylepipe.plan.build import build_plan
+from stylepipe.plan.jobs import Plan
+from stylepipe.plan.outputs import output_path, safe_name
 from stylepipe.plan.resume import is_done, sidecar_path
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -542,7 +544,7 @@ def test_where_it_runs_does_not_change_the_fingerprint(project: Path, tmp_path: 
 
 
 def test_unreadable_content_gives_a_job_error_not_an_exception(project: Path, monkeypatch) -> None:
-    real = plan_module.sha256_file
+    real = inputs_module.sha256_file
     bad = project / "content" / "coffee.jpg"
 
     def flaky(path: Path) -> str:
@@ -550,7 +552,7 @@ def test_unreadable_content_gives_a_job_error_not_an_exception(project: Path, mo
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(plan_module, "sha256_file", flaky)
+    monkeypatch.setattr(inputs_module, "sha256_file", flaky)
     text = "content: [content/chelsea.jpg, content/coffee.jpg]\nstyles: [styles/the_scream.jpg, styles/shipwreck.jpg]\n"
     plan = make(project, text)
     assert len(plan.jobs) == 4
@@ -566,9 +568,9 @@ def test_unreadable_content_gives_a_job_error_not_an_exception(project: Path, mo
 
 
 def test_unreadable_style_fails_only_its_jobs(project: Path, monkeypatch) -> None:
-    real = plan_module.sha256_file
+    real = inputs_module.sha256_file
     bad = project / "styles" / "shipwreck.jpg"
-    monkeypatch.setattr(plan_module, "sha256_file", lambda p: (_ for _ in ()).throw(OSError(5, "I/O error")) if Path(p) == bad else real(p))
+    monkeypatch.setattr(inputs_module, "sha256_file", lambda p: (_ for _ in ()).throw(OSError(5, "I/O error")) if Path(p) == bad else real(p))
     plan = make(project, "content: content/chelsea.jpg\nstyles: [styles/the_scream.jpg, styles/shipwreck.jpg]\n")
     assert [job.error is None for job in plan.jobs] == [True, False]
     assert "shipwreck.jpg: cannot read (I/O error)" in plan.jobs[1].error

@@ -18,9 +18,11 @@ import torch
 from stylepipe.core.errors import TilingError
 from stylepipe.core.geometry import resize
 from stylepipe.core.network import FeatureExtractor
-from stylepipe.core.optimize import Objective, OptimizeSettings, content_targets, optimize
+from stylepipe.core.objective import Objective, content_targets
+from stylepipe.core.optimize import OptimizeSettings, optimize
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
-from stylepipe.core.tiling import Span, TilePlan, Tiling, check_tile_safe, estimate_peak_bytes, footprint
+from stylepipe.core.tile_geometry import Span, TilePlan, footprint
+from stylepipe.core.tiling import Tiling, check_tile_safe, estimate_peak_bytes
 from stylepipe.core.tiling import content_targets as tiled_content_targets
 from stylepipe.extend.plugins import load_plugin_file
 from stylepipe.extend.registries import LOSSES

@@ -26,6 +26,8 @@ import torch
 Side = Literal["content", "style", "image"]
 Features = Mapping[str, torch.Tensor]
 TensorDict = dict[str, torch.Tensor]
+#: term name → that term's tensors (e.g. "style" → {"relu1_1": C×C Gram, …}).
+Targets = dict[str, TensorDict]
 
 
 # --- pure tensor functions -------------------------------------------------------------------

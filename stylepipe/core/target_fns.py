@@ -11,13 +11,10 @@ import torch
 
 from .errors import StylepipeError
 from .geometry import MIN_SIDE, resize, target_size, tile
-from .loss_fns import Term
+from .loss_fns import Targets, Term
 from .network import FeatureExtractor
 from .tiling import Tiling
 from .tiling import style_targets as tiled_style_targets
-
-#: term name → that term's tensors (e.g. "style" → {"relu1_1": C×C Gram, …}).
-Targets = dict[str, dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)

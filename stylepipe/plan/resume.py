@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..core.target_fns import StyleSizing
     from ..extend.sources import StyleSource
     from ..extend.terms import LossTerm
-    from .build import RunSettings
+    from .run_settings import RunSettings
 
 ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-region L-BFGS steps
 SIDECAR_DIR = ".stylepipe"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..core.optimize import Objective
+from ..core.objective import Objective
 
 #: Points kept per curve: enough for a thumbnail-sized chart, small in report.json.
 HISTORY_POINTS = 40

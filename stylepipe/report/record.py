@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ..extend.terms import LossTerm
-    from ..plan.build import RunSettings
+    from ..plan.run_settings import RunSettings
 
 Status = Literal["done", "skipped", "failed"]
 REPORT_VERSION = 1

@@ -25,7 +25,8 @@ from ..core.errors import TilingError
 from ..core.loss_fns import Term
 from ..core.network import FeatureExtractor, tap_channels
 from ..core.optimize import OptimizeSettings, lbfgs_history_size, solver_bytes_per_image
-from ..core.tiling import Tiling, check_tile_safe, estimate_peak_bytes, footprint
+from ..core.tile_geometry import footprint
+from ..core.tiling import Tiling, check_tile_safe, estimate_peak_bytes
 
 log = logging.getLogger("stylepipe")
 

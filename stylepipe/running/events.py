@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ..plan.build import Job
+    from ..plan.jobs import Job
     from ..report.record import ItemReport
 
 

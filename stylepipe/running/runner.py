@@ -22,7 +22,8 @@ from ..core.target_fns import style_terms
 from ..extend.sources import StyleSource
 from ..io.atomic import sweep_partials, write_json_atomic
 from ..io.weights import build_extractor, weights_id
-from ..plan.build import Job, Plan, build_plan
+from ..plan.build import build_plan
+from ..plan.jobs import Job, Plan
 from ..plan.resume import read_sidecar
 from ..report.record import ItemReport, RunReport, key_settings
 from ..targets.cache import TargetCache

@@ -20,13 +20,12 @@ import torch
 from ..core.device import resolve_precision
 from ..core.errors import StylepipeError
 from ..core.geometry import MIN_SIDE, resize, target_size
+from ..core.loss_fns import Targets
 from ..core.network import FeatureExtractor
+from ..core.objective import Objective, Precision, content_targets
 from ..core.optimize import (
-    Objective,
     OptimizeSettings,
-    Precision,
     StepCallback,
-    content_targets,
     initial_image,
     optimize,
     optimize_pyramid,
@@ -34,12 +33,12 @@ from ..core.optimize import (
     solver_bytes_per_image,
 )
 from ..core.postprocess import ColorSpace, postprocess
-from ..core.target_fns import Targets
 from ..core.tiling import content_targets as tiled_content_targets
 from ..extend.terms import LossTerm
 from ..io.images import load_image, read_exif, save_image
-from ..plan.build import Job, RunSettings
+from ..plan.jobs import Job
 from ..plan.resume import write_sidecar
+from ..plan.run_settings import RunSettings
 from ..report.history import LossHistory, RecordingObjective
 from ..report.record import ItemReport
 from .budget import budget_bytes, free_ram, plan_memory

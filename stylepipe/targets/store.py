@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from ..core.loss_fns import Targets
 from ..core.network import FeatureExtractor
-from ..core.target_fns import StyleSizing, Targets, compute_targets, flatten, style_terms, unflatten
+from ..core.target_fns import StyleSizing, compute_targets, flatten, style_terms, unflatten
 from ..core.tiling import Tiling
 from ..extend.sources import StyleSource
 from ..extend.terms import LossTerm

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from ...plan.build import Job
+from ...plan.jobs import Job
 from ...report.record import ItemReport
 from ..events import RunEvents
 from ..worker import WorkerContext

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
 
-from ...plan.build import Job
+from ...plan.jobs import Job
 from ...report.record import ItemReport
 from ..events import RunEvents
 from ..worker import PreparedBatch, WorkerContext, prepare_batch, run_prepared

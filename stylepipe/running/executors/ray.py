@@ -45,7 +45,7 @@ import torch
 from ...config.schema import RayConfig
 from ...core.errors import EnvironmentProblem
 from ...extend.plugins import plugin_namespace
-from ...plan.build import Job
+from ...plan.jobs import Job
 from ...report.record import ItemReport
 from ..events import RunEvents
 from ..worker import WorkerContext, WorkerSpec, process_batch
