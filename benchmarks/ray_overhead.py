@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.running.runner import run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent

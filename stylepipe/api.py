@@ -23,16 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .config.collect import ErrorCollector
 from .config.keywords import STYLIZER_SECTIONS, overrides
-from .config.schema import (
-    ErrorCollector,
-    LoadedPipeline,
-    Override,
-    SourceMap,
-    StyleEntry,
-    pipeline_from_dict,
-    validate_model,
-)
+from .config.load import LoadedPipeline, pipeline_from_dict, validate_model
+from .config.overrides import Override
+from .config.positions import SourceMap
+from .config.schema import StyleEntry
 from .core.device import resolve_device, resolve_precision
 from .core.errors import ConfigError, StylepipeError
 from .core.loss_fns import Targets

@@ -30,7 +30,7 @@ import stylepipe
 from stylepipe import ConfigError, Style, Stylizer
 from stylepipe.cli.app import app
 from stylepipe.config.keywords import STYLIZER_SECTIONS, keywords
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 
 from conftest import CONTENT, ROOT, sample
 

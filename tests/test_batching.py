@@ -81,7 +81,7 @@ def test_a_batch_equals_single_runs_on_the_real_network(gatys, optimizer):
 def test_out_of_memory_halves_the_batch_and_retries(tmp_path, monkeypatch, caplog):
     import yaml
 
-    from stylepipe.config.schema import load_pipeline
+    from stylepipe.config.load import load_pipeline
     from stylepipe.running import worker
     from stylepipe.running.runner import run_pipeline
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import stylepipe
 from stylepipe.cli.app import app
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.plan.resume import sidecar_path
 from stylepipe.running.runner import make_plan
 from stylepipe.targets.cache import TargetCache

@@ -9,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stylepipe.config.schema import (
-    LoadedPipeline,
-    PipelineConfig,
-    apply_override,
-    format_loc,
-    load_pipeline,
-    parse_override,
-)
+from stylepipe.config.load import LoadedPipeline, load_pipeline
+from stylepipe.config.overrides import apply_override, parse_override
+from stylepipe.config.positions import format_loc
+from stylepipe.config.schema import PipelineConfig
 from stylepipe.core.errors import ConfigError, StylepipeError
 from stylepipe.plan.build import build_plan
 

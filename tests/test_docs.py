@@ -78,7 +78,8 @@ def test_slurm_script_is_valid_bash():
 
 def test_every_pipeline_key_has_a_row_in_the_readme_reference() -> None:
     """A key (or the mapping it sits in, as `losses.content`) is a row of README's pipeline.yaml reference."""
-    from stylepipe.config.schema import PipelineConfig, _model_in
+    from stylepipe.config.positions import _model_in
+    from stylepipe.config.schema import PipelineConfig
 
     readme = (ROOT / "README.md").read_text()
     first_cells = re.findall(r"^\| (`[^|]*`) \|", readme, flags=re.M)

@@ -23,7 +23,7 @@ import yaml
 from PIL import Image
 
 import stylepipe.io.images
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.io.atomic import write_atomic
 from stylepipe.running.runner import run_pipeline
 

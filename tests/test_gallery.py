@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from stylepipe.cli.app import app
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.core.geometry import resize
 from stylepipe.core.objective import content_targets
 from stylepipe.core.optimize import OptimizeSettings, optimize

@@ -195,7 +195,7 @@ def test_a_hostile_folder_styles_every_picture_and_reports_every_other_file(tmp_
 
 
 def test_keep_metadata_copies_exif_without_the_orientation_already_applied(tmp_path: Path) -> None:
-    from stylepipe.config.schema import load_pipeline
+    from stylepipe.config.load import load_pipeline
     from stylepipe.running.runner import run_pipeline
 
     exif = Image.Exif()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.running.runner import run_pipeline
 
 from conftest import sample

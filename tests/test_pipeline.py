@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.core.postprocess import rgb_to_ycbcr
 from stylepipe.io.images import load_image
 from stylepipe.running.runner import run_pipeline

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import stylepipe.plan.inputs as inputs_module
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.core.optimize import Pyramid
 from stylepipe.plan.build import build_plan

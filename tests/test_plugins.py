@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.core.network import FeatureExtractor, random_weights
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets

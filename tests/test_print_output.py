@@ -19,7 +19,7 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from stylepipe.cli.app import app
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.io.images import _save_options, _srgb_profile, load_image, save_image, to_pil
 from stylepipe.plan.build import build_plan
 

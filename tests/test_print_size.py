@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stylepipe.cli.app import app
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.core.optimize import OptimizeSettings
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from stylepipe.config.schema import PipelineConfig, load_pipeline
+from stylepipe.config.load import load_pipeline
+from stylepipe.config.schema import PipelineConfig
 from stylepipe.core.errors import ConfigError, EnvironmentProblem
 from stylepipe.running.executors import EXECUTORS, get_executor
 from stylepipe.running.runner import run_pipeline

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.running.runner import run_pipeline
 
 from chromium import Chromium, find_chromium

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import stylepipe.running.runner as runner_module
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.plan.build import build_plan
 from stylepipe.running.runner import run_pipeline
 

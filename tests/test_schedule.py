@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stylepipe.config.schema import load_pipeline
+from stylepipe.config.load import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.running.runner import make_plan, run_pipeline
 from stylepipe.running.schedule import RunBounds, RunLock, RunLocked, Shard, parse_duration

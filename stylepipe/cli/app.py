@@ -369,7 +369,7 @@ CacheDir = Annotated[Optional[Path], typer.Option("--dir", help="cache folder (d
 
 def _cache_location(pipeline: Path, directory: Optional[Path], overrides: list[str]) -> tuple[Optional[Path], int]:
     """The cache folder and its size limit: `--dir`, else the pipeline's `cache:` section."""
-    from ..config.schema import load_pipeline
+    from ..config.load import load_pipeline
 
     if directory is not None:
         if not directory.is_dir():
@@ -464,7 +464,7 @@ def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also l
     def body() -> None:
         register_builtins()
         if pipeline is not None:
-            from ..config.schema import load_pipeline
+            from ..config.load import load_pipeline
             from ..plan.terms import load_plugins
 
             load_plugins(load_pipeline(pipeline, set_ or []))

@@ -29,7 +29,9 @@ from pydantic import BaseModel
 
 from ..core.errors import ConfigError
 from ..core.suggest import did_you_mean
-from .schema import ErrorCollector, Override, PipelineConfig
+from .collect import ErrorCollector
+from .overrides import Override
+from .schema import PipelineConfig
 
 #: The sections a Stylizer reads. The others (content, styles, mode, output, executor, ray…) say
 #: what a run reads and writes: `stylepipe.run` takes every key.

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config.schema import (
-    DEFAULT_PATTERN,
-    RECONSTRUCT_PATTERN,
-    ErrorCollector,
-    LoadedPipeline,
-    PipelineConfig,
-)
+from ..config.collect import ErrorCollector
+from ..config.load import LoadedPipeline
+from ..config.schema import DEFAULT_PATTERN, RECONSTRUCT_PATTERN, PipelineConfig
 from ..core.errors import ConfigError, InputError
 from ..extend.sources import StyleContext, StyleSource
 from ..extend.terms import LossTerm

@@ -11,10 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..config.schema import (
-    ErrorCollector,
-    LoadedPipeline,
-)
+from ..config.collect import ErrorCollector
+from ..config.load import LoadedPipeline
 from ..core.errors import InputError
 from ..io.files import not_a_file
 from ..io.hashing import sha256_file

@@ -9,9 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config.schema import (
-    LoadedPipeline,
-)
+from ..config.load import LoadedPipeline
 from ..core.target_fns import StyleSizing
 from ..extend.sources import StyleSource
 from ..extend.terms import LossTerm

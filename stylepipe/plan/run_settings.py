@@ -9,13 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.collect import ErrorCollector
 from ..config.defaults import defaults_for
-from ..config.schema import (
-    ErrorCollector,
-    LoadedPipeline,
-    PipelineConfig,
-    PyramidConfig,
-)
+from ..config.load import LoadedPipeline
+from ..config.schema import PipelineConfig, PyramidConfig
 from ..core.device import planned_precision
 from ..core.errors import TilingError
 from ..core.optimize import OptimizeSettings, Pyramid

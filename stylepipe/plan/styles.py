@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config.schema import (
-    ErrorCollector,
-    LoadedPipeline,
-    validate_model,
-)
+from ..config.collect import ErrorCollector
+from ..config.load import LoadedPipeline, validate_model
 from ..core.errors import ConfigError
 from ..extend.registries import STYLE_SOURCES
 from ..extend.sources import StyleContext, StyleSource

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-from ..config.schema import (
-    ErrorCollector,
-    LoadedPipeline,
-    PipelineConfig,
-    validate_model,
-)
+from ..config.collect import ErrorCollector
+from ..config.load import LoadedPipeline, validate_model
+from ..config.schema import PipelineConfig
 from ..core.errors import ConfigError
 from ..extend.plugins import load_plugin_folders
 from ..extend.registries import LOSSES, register_builtins

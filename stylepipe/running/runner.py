@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
-from ..config.schema import ErrorCollector, LoadedPipeline, Override, SchemaError, load_pipeline, pipeline_from_dict
+from ..config.collect import ErrorCollector
+from ..config.load import LoadedPipeline, SchemaError, load_pipeline, pipeline_from_dict
+from ..config.overrides import Override
 from ..core.device import resolve_device
 from ..core.errors import ConfigError, EnvironmentProblem, StylepipeError
 from ..core.network import network_fingerprint
