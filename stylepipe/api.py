@@ -47,7 +47,8 @@ from .running.budget import budget_bytes, style_tiling
 from .running.runner import load_checked, open_cache, run_pipeline
 from .running.worker import WorkerContext, WorkerSpec, fit_content, in_batches, resolve_batch_size, stylize_batch
 from .targets.cache import TargetCache
-from .targets.store import TargetStore, target_key
+from .targets.keys import target_key
+from .targets.store import TargetStore
 
 if TYPE_CHECKING:
     from .running.events import RunEvents

@@ -257,7 +257,7 @@ def test_pictures_of_one_size_go_in_batches_and_a_call_can_change_settings(folde
 
 
 def test_styles_of_every_kind_and_their_keys(folder: Path) -> None:
-    from stylepipe.targets.store import target_key
+    from stylepipe.targets.keys import target_key
 
     stylizer = Stylizer(**TINY)
     before = stylizer.targets_computed

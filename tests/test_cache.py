@@ -17,14 +17,9 @@ import torch
 
 import stylepipe
 from stylepipe.targets import cache as cache_module
-from stylepipe.targets.cache import (
-    CACHE_FORMAT_VERSION,
-    CorruptEntry,
-    TargetCache,
-    decode_tensors,
-    encode_tensors,
-    make_key,
-)
+from stylepipe.targets.cache import TargetCache
+from stylepipe.targets.frames import CACHE_FORMAT_VERSION, CorruptEntry, decode_tensors, encode_tensors
+from stylepipe.targets.keys import make_key
 
 REPO_ROOT = Path(stylepipe.__file__).resolve().parents[1]
 

@@ -33,7 +33,7 @@ from stylepipe.extend.terms import StyleLoss
 from stylepipe.io.hashing import sha256_file
 from stylepipe.io.images import load_image
 from stylepipe.running.runner import make_plan, run_pipeline
-from stylepipe.targets.cache import decode_tensors, encode_tensors
+from stylepipe.targets.frames import decode_tensors, encode_tensors
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"

@@ -24,7 +24,8 @@ from stylepipe.extend.terms import ContentLoss, StyleLoss, StyleParams
 from stylepipe.io.hashing import sha256_file
 from stylepipe.io.images import load_image
 from stylepipe.targets.cache import TargetCache
-from stylepipe.targets.store import TargetStore, target_key
+from stylepipe.targets.keys import target_key
+from stylepipe.targets.store import TargetStore
 
 from conftest import sample
 

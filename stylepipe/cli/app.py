@@ -370,11 +370,12 @@ CacheDir = Annotated[Optional[Path], typer.Option("--dir", help="cache folder (d
 def _cache_location(pipeline: Path, directory: Optional[Path], overrides: list[str]) -> tuple[Optional[Path], int]:
     """The cache folder and its size limit: `--dir`, else the pipeline's `cache:` section."""
     from ..config.load import load_pipeline
+    from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
 
     if directory is not None:
         if not directory.is_dir():
             raise ConfigError(f"--dir {directory}: no such cache folder (nothing was created); check the path")
-        return directory, 2048 * 1024 * 1024
+        return directory, DEFAULT_SIZE_LIMIT_MB << 20
     try:
         loaded = load_pipeline(pipeline, overrides)
     except ConfigError as exc:
@@ -400,7 +401,7 @@ def _mib(size: int) -> str:
 def cache_info(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None, set_: SetOpt = None,
                verbose: VerboseOpt = False) -> None:
     """Where the cache is, how many targets it holds and how large it is (changes nothing on disk)."""
-    from ..targets.cache import read_info
+    from ..targets.disk import read_info
 
     _verbose(verbose)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from ..extend.terms import ContentParams, StyleParams, TVParams
 from ..io.images import SIXTEEN_BIT_FORMATS
 from ..io.weights import NETWORKS
+from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
 from .defaults import NOISE_AMPLITUDE
 
 
@@ -172,7 +173,7 @@ class PostprocessConfig(Strict):
 class CacheConfig(Strict):
     enabled: bool = True
     dir: str = "cache"
-    size_limit_mb: int = Field(2048, ge=1)
+    size_limit_mb: int = Field(DEFAULT_SIZE_LIMIT_MB, ge=1)
 
 
 class LimitsConfig(Strict):

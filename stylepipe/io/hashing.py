@@ -18,8 +18,14 @@ def sha256_hex(data: bytes | str) -> str:
     return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
-def sha256_json(payload: Any) -> str:
-    """Hex sha256 of canonical JSON (sorted keys, unknown types as str): equal settings, equal hash."""
+def sha256_json(payload: Any, *, strict: bool = False) -> str:
+    """Hex sha256 of canonical JSON (sorted keys): equal settings, equal hash.
+
+    Two spellings, each frozen because stored hashes were made with it: resume fingerprints
+    (default) write unknown types as str with `", "` and `": "` separators; cache keys (`strict`)
+    are compact ASCII JSON that refuses anything but plain JSON values (TypeError, ValueError)."""
+    if strict:
+        return sha256_hex(json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False))
     return sha256_hex(json.dumps(payload, sort_keys=True, default=str))
 
 

@@ -29,7 +29,8 @@ from ..plan.jobs import Job, Plan
 from ..plan.resume import read_sidecar
 from ..report.record import ItemReport, RunReport, key_settings
 from ..targets.cache import TargetCache
-from ..targets.store import TargetStore, target_key
+from ..targets.keys import target_key
+from ..targets.store import TargetStore
 from .budget import budget_bytes, style_tiling
 from .events import NullEvents, RunEvents
 from .executors import get_executor

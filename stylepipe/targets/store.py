@@ -9,35 +9,18 @@ and their layers, the style size and the dtype.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ..core.loss_fns import Targets
 from ..core.network import FeatureExtractor
-from ..core.target_fns import StyleSizing, compute_targets, flatten, style_terms, unflatten
+from ..core.target_fns import StyleSizing, compute_targets, flatten, unflatten
 from ..core.tiling import Tiling
 from ..extend.sources import StyleSource
 from ..extend.terms import LossTerm
-from .cache import TargetCache, make_key
-
-TARGETS_VERSION = 1
-
-
-def target_key(source: StyleSource | Mapping[str, Any], network: Mapping[str, str], terms: Sequence[LossTerm], sizing: StyleSizing, dtype: torch.dtype = torch.float32) -> str:
-    """Content-addressed cache key: `gram/v{N}/sha256(canonical JSON)`; `network` is its fingerprint.
-
-    `source` is a style source or its `fingerprint()`, kept by whoever has no access to its files
-    (a worker given targets computed elsewhere)."""
-    payload: dict[str, Any] = {
-        "source": dict(source) if isinstance(source, Mapping) else source.fingerprint(),
-        "network": dict(network),
-        "terms": [term.fingerprint() for term in style_terms(terms)],
-        "sizing": {"max_side": sizing.max_side, "max_pixels": sizing.max_pixels},
-        "dtype": str(dtype),
-    }
-    return make_key("gram", TARGETS_VERSION, payload)
+from .cache import TargetCache
+from .keys import target_key
 
 
 class TargetStore:
