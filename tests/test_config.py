@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from stylepipe.cli.exit_codes import exit_code_for
 from stylepipe.config.load import LoadedPipeline, load_pipeline
 from stylepipe.config.overrides import apply_override, parse_override
 from stylepipe.config.positions import format_loc
@@ -171,7 +172,7 @@ def test_schema_errors_name_file_line_column_and_key(tmp_path: Path, text: str, 
 def test_error_is_a_config_error_with_exit_code_2(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_pipeline(write(tmp_path, "content: a.jpg\nstyles: b.jpg\ncolour: red\n"))
-    assert isinstance(info.value, StylepipeError) and info.value.exit_code == 2
+    assert isinstance(info.value, StylepipeError) and exit_code_for(info.value) == 2
     assert info.value.__cause__ is None  # no pydantic traceback chained into the user's face
 
 

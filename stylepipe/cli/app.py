@@ -10,66 +10,33 @@ output folder's lock.
 from __future__ import annotations
 
 import json
-import logging
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import __version__
-from ..core.errors import ConfigError, StylepipeError
-from ..report.record import ItemReport
+from ..core.errors import ConfigError
+from . import cache_commands, plugin_commands  # noqa: F401 - their commands register on import
 from .logs import add_log_file, setup_logging
-from .progress import Clock, PlainThrottle, ProgressTracker, format_duration
-
-# Plain click help: flags without a `<bool>` after them, and no boxes in a pipe.
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Batch neural style transfer, declared in YAML.")
-cache_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect and repair the style-target cache.")
-plugins_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Loss terms and style sources, and where each came from.")
-app.add_typer(cache_app, name="cache")
-app.add_typer(plugins_app, name="plugins")
-
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-log = logging.getLogger("stylepipe")
-T = TypeVar("T")
-
-# Options shared by every command that reads a pipeline, so that `plan` previews exactly what
-# `run` with the same options does. Paths on the command line are relative to the working
-# directory (paths inside the pipeline file are relative to the file).
-PipelineArg = Annotated[Path, typer.Argument(help="the pipeline YAML file", show_default=True)]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: --set optimize.steps=50 (repeatable); "
-                                                     "path values are relative to the working directory")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override output.dir (relative to the working directory)")]
-ShardOpt = Annotated[Optional[str], typer.Option(help="only shard I/N of the jobs (stable hash), e.g. 0/4")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="redo outputs that are already up to date")]
-MaxJobsOpt = Annotated[Optional[int], typer.Option("--max-jobs", min=1, help="stop cleanly after this many jobs")]
-ExecutorOpt = Annotated[Optional[str], typer.Option(help="override the pipeline's executor (local, ray)")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging on stderr")]
-
-
-def _guard(action: Callable[[], T]) -> T:
-    """Run a command body; a StylepipeError becomes one message on stderr and its exit code."""
-    try:
-        return action()
-    except StylepipeError as exc:
-        for line in str(exc).splitlines():
-            stderr.print(f"[red]error:[/red] {escape(line)}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
-
-
-def _verbose(verbose: bool) -> None:
-    """`-v` works after the subcommand too (`stylepipe run -v`), not only before it."""
-    if verbose:
-        setup_logging(stderr, True)
+from .options import (
+    ExecutorOpt,
+    ForceOpt,
+    MaxJobsOpt,
+    OutputOpt,
+    PipelineArg,
+    SetOpt,
+    ShardOpt,
+    VerboseOpt,
+    app,
+    guard,
+    log,
+    stderr,
+    stdout,
+    verbose_logging,
+)
+from .render import CliEvents, short_path, style_cell, summary_table
 
 
 @app.callback()
@@ -81,110 +48,6 @@ def _main(verbose: VerboseOpt = False) -> None:
 def version() -> None:
     """Print the version."""
     stdout.print(__version__)
-
-
-class CliEvents:
-    """Renders run events: on a terminal live bars with each picture's step, loss and ETA and the
-    run's ETA; otherwise (cron, logs) one line per job, and a progress line for a long picture at
-    most every 30 s and every 10% of its steps."""
-
-    def __init__(self, console: Console | None = None, clock: Clock = time.monotonic, plain_every_s: float = 30.0) -> None:
-        self.console = console or stderr
-        self.live = self.console.is_terminal
-        self.tracker = ProgressTracker(clock)
-        self.throttle = PlainThrottle(plain_every_s, clock=clock)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                                 TimeElapsedColumn(), console=self.console, transient=True, disable=not self.live,
-                                 get_time=clock)
-        self.run_task: TaskID | None = None
-        self.job_task: TaskID | None = None
-
-    def __enter__(self) -> CliEvents:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)  # type: ignore[arg-type]
-
-    def planned(self, total: int, todo: int) -> None:
-        log.info("%d job(s): %d to run, %d already done", total, todo, total - todo)
-        self.tracker.planned(todo)
-        self.run_task = self.progress.add_task("jobs", total=todo, info=f"0/{todo}")
-
-    def targets(self, label: str, cached: bool) -> None:
-        log.info("style %s: targets %s", label, "from cache" if cached else "computed")
-
-    def job_started(self, job: Any) -> None:
-        self.tracker.job_started(job.index)
-        self.throttle.restart()
-        if self.job_task is not None:
-            self.progress.remove_task(self.job_task)
-        self.job_task = self.progress.add_task(_job_name(job.content_ref, job.style_ref, job.layers), total=None, info="")
-
-    def step(self, job: Any, step: int, steps: int, loss: float) -> None:
-        now = self.tracker.step(job.index, step, steps, loss)
-        name = _job_name(job.content_ref, job.style_ref, job.layers)  # a batch reports its first picture's steps
-        if self.job_task is not None:
-            self.progress.update(self.job_task, description=name, completed=step, total=steps, info=now.text())
-        self._run_info(now.run_eta)
-        if not self.live and self.throttle.due(step, steps):
-            log.info("progress: %s: %s, %s elapsed", name, now.text(), format_duration(now.elapsed))
-
-    def job_finished(self, job: Any, item: ItemReport) -> None:
-        self.tracker.job_finished(item.job, made=item.status == "done")
-        if item.status == "failed":
-            log.error("failed: job %d (%s): %s", item.job, _job_name(item.content, item.style, item.layers), item.error)
-        else:
-            note = f"; {item.note}" if item.note else ""
-            log.info("done: %s (%.1f s%s)", Path(item.output or "").name, item.seconds, note)
-        if self.run_task is not None:
-            self.progress.advance(self.run_task)
-        self._run_info(self.tracker.run_eta())
-
-    def _run_info(self, run_eta: float | None) -> None:
-        """The run's bar: pictures finished of those to do, and the time left when it is known."""
-        if self.run_task is not None:
-            eta = f" · run ETA {format_duration(run_eta)}" if run_eta else ""
-            self.progress.update(self.run_task, info=f"{self.tracker.finished}/{self.tracker.todo}{eta}")
-
-    def warning(self, message: str) -> None:
-        log.warning("%s", message)
-
-
-def _job_name(content: str | None, style: str | None, layers: str | None) -> str:
-    """`chelsea.jpg × scream`, or for a reconstruction `chelsea.jpg from conv3_1`."""
-    parts = [Path(content).name if content else None, style]
-    name = " × ".join(part for part in parts if part)
-    return f"{name} from {layers}" if layers else name
-
-
-def _style_cell(style: str | None, layers: str | None) -> str:
-    """A table's style column: the style, and a reconstruction's layers in parentheses."""
-    return " ".join(part for part in (style, f"({layers})" if layers else None) if part)
-
-
-def _short(path: str | None) -> str:
-    """Paths relative to the working directory when they are below it: tables stay readable."""
-    if not path:
-        return ""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return path
-
-
-def _summary_table(items: list[ItemReport]) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for column in ("status", "content", "style", "output / error", "seconds", "style loss"):
-        table.add_column(column)
-    colours = {"done": "green", "skipped": "cyan", "failed": "red"}
-    for item in sorted(items, key=lambda i: i.job):
-        style_loss = item.loss.get("style") if item.loss else None
-        table.add_row(f"[{colours[item.status]}]{item.status}[/]", Path(item.content).name if item.content else "",
-                      _style_cell(item.style, item.layers),
-                      _short(item.output) if item.status != "failed" else (item.error or ""), f"{item.seconds:.1f}",
-                      f"{style_loss:.3g}" if style_loss is not None else "")
-    return table
 
 
 def _install_stop_handlers(bounds) -> None:
@@ -233,7 +96,7 @@ def run(
     from ..api import run as run_api
     from ..running.schedule import RunBounds, parse_duration
 
-    _verbose(verbose)
+    verbose_logging(verbose)
 
     def body() -> int:
         if log_file is not None:
@@ -252,7 +115,7 @@ def run(
             print(json.dumps({key: data[key] for key in ("summary", "style_targets", "stopped", "shard", "pipeline")}
                              | {"items": data["items"], "remaining": data["remaining"]}))
         else:
-            stdout.print(_summary_table(result.items))
+            stdout.print(summary_table(result.items))
             s, t = data["summary"], data["style_targets"]
             rejected = f", {s['rejected']} file(s) not styled (listed above)" if s["rejected"] else ""
             stdout.print(f"{s['done']} done, {s['skipped']} skipped, {s['failed']} failed{rejected}, {s['remaining']} remaining "
@@ -261,7 +124,7 @@ def run(
                 stdout.print(f"stopped early: {result.stopped}; run again to continue")
         return result.exit_code
 
-    raise typer.Exit(_guard(body))
+    raise typer.Exit(guard(body))
 
 
 @app.command("report")
@@ -270,7 +133,6 @@ def report_cmd(
     open_page: Annotated[bool, typer.Option("--open", help="open the page in the default browser")] = False,
 ) -> None:
     """Rebuild report.html from the folder's report files and pictures (all shards on one page)."""
-    from ..core.errors import ConfigError
     from ..report.page import page_for_folder
 
     def body() -> None:
@@ -283,7 +145,7 @@ def report_cmd(
 
             webbrowser.open(page.as_uri())
 
-    _guard(body)
+    guard(body)
 
 
 @app.command()
@@ -301,7 +163,7 @@ def validate(
     from ..running.executors import get_executor
     from ..running.runner import load_checked, make_plan
 
-    _verbose(verbose)
+    verbose_logging(verbose)
 
     def body() -> None:
         loaded = load_checked(pipeline, set_ or [])
@@ -311,7 +173,7 @@ def validate(
         _warn_all(plan.warnings)
         stdout.print(f"{pipeline}: valid — {len(plan.jobs)} job(s), {len(plan.terms)} loss term(s)")
 
-    _guard(body)
+    guard(body)
 
 
 @app.command("plan")
@@ -331,7 +193,7 @@ def plan_cmd(
     from ..running.runner import cached_targets, load_checked, make_plan, open_cache, select_jobs
     from ..running.schedule import RunBounds
 
-    _verbose(verbose)
+    verbose_logging(verbose)
 
     def body() -> None:
         loaded = load_checked(pipeline, set_ or [])
@@ -354,131 +216,16 @@ def plan_cmd(
             table.add_column(column)
         for j in jobs:
             table.add_row(str(j["job"]), j["status"], Path(j["content"]).name if j["content"] else "",
-                          _style_cell(j["style"], j["layers"]), _short(j["output"]))
+                          style_cell(j["style"], j["layers"]), short_path(j["output"]))
         stdout.print(table)
         for t in targets:
             stdout.print(f"style target {t.label}: {'cached' if t.cached else 'to compute'}")
         later = len(plan.jobs) - len(done) - len(will_run)
         stdout.print(f"{len(will_run)} to run, {len(done)} already done" + (f", {later} left for a later run" if later else ""))
 
-    _guard(body)
+    guard(body)
 
 
-CacheDir = Annotated[Optional[Path], typer.Option("--dir", help="cache folder (default: the pipeline's cache.dir)")]
-
-
-def _cache_location(pipeline: Path, directory: Optional[Path], overrides: list[str]) -> tuple[Optional[Path], int]:
-    """The cache folder and its size limit: `--dir`, else the pipeline's `cache:` section."""
-    from ..config.load import load_pipeline
-    from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
-
-    if directory is not None:
-        if not directory.is_dir():
-            raise ConfigError(f"--dir {directory}: no such cache folder (nothing was created); check the path")
-        return directory, DEFAULT_SIZE_LIMIT_MB << 20
-    try:
-        loaded = load_pipeline(pipeline, overrides)
-    except ConfigError as exc:
-        if pipeline.exists():
-            raise
-        raise ConfigError(f"{exc}; name a pipeline file, or the cache folder with --dir DIR") from None
-    cfg = loaded.config.cache
-    return (loaded.resolve(cfg.dir) if cfg.enabled else None), cfg.size_limit_mb * 1024 * 1024
-
-
-def _open_cache_at(pipeline: Path, directory: Optional[Path], overrides: list[str]):
-    from ..targets.cache import TargetCache
-
-    folder, limit = _cache_location(pipeline, directory, overrides)
-    return TargetCache(folder, size_limit_bytes=limit)
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:.2f} MiB"
-
-
-@cache_app.command("info")
-def cache_info(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None, set_: SetOpt = None,
-               verbose: VerboseOpt = False) -> None:
-    """Where the cache is, how many targets it holds and how large it is (changes nothing on disk)."""
-    from ..targets.disk import read_info
-
-    _verbose(verbose)
-
-    def body() -> None:
-        folder, limit = _cache_location(pipeline, directory, set_ or [])
-        if folder is None:
-            stdout.print("disk cache: off (cache.enabled is false)")
-            return
-        lines = [f"directory: {folder}"]
-        if not folder.is_dir():
-            lines.append("entries: 0 (not created yet: the first run creates it)")
-        else:
-            info = read_info(folder, limit)
-            if info.problem:
-                lines.append(f"database: unreadable ({info.problem}); the next run or `stylepipe cache check` moves it aside")
-            else:
-                lines.append(f"entries: {info.entries}")
-            lines.append(f"size: {_mib(info.size_bytes)}")
-        lines.append(f"limit: {limit / 2**20:.0f} MiB")
-        stdout.print("\n".join(lines))
-
-    _guard(body)
-
-
-@cache_app.command("check")
-def cache_check(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None, set_: SetOpt = None,
-                verbose: VerboseOpt = False) -> None:
-    """Verify every entry's checksum and drop the corrupt ones (they are recomputed when needed)."""
-    _verbose(verbose)
-
-    def body() -> None:
-        with _open_cache_at(pipeline, directory, set_ or []) as cache:
-            result = cache.check()
-        stdout.print(f"checked {result.checked} entr{'y' if result.checked == 1 else 'ies'}, dropped {len(result.dropped)} corrupt")
-
-    _guard(body)
-
-
-@cache_app.command("clear")
-def cache_clear(pipeline: PipelineArg = Path("pipeline.yaml"), directory: CacheDir = None, set_: SetOpt = None,
-                verbose: VerboseOpt = False) -> None:
-    """Remove every cached style target."""
-    _verbose(verbose)
-
-    def body() -> None:
-        with _open_cache_at(pipeline, directory, set_ or []) as cache:
-            removed = cache.clear()
-        stdout.print(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
-
-    _guard(body)
-
-
-@plugins_app.command("list")
-def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also load this pipeline's plugin folders")] = None,
-                 set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
-    """Every loss term and style source, with where it came from."""
-    from ..extend.registries import LOSSES, STYLE_SOURCES, register_builtins
-
-    _verbose(verbose)
-
-    def body() -> None:
-        register_builtins()
-        if pipeline is not None:
-            from ..config.load import load_pipeline
-            from ..plan.terms import load_plugins
-
-            load_plugins(load_pipeline(pipeline, set_ or []))
-        table = Table(box=None, pad_edge=False)
-        for column in ("kind", "name", "origin"):
-            table.add_column(column, overflow="fold")
-        for registry in (LOSSES, STYLE_SOURCES):
-            registry.load_entry_points()
-            for entry in registry.entries():
-                table.add_row(registry.kind, entry.name, entry.origin)
-        stdout.print(table)
-
-    _guard(body)
 
 
 @app.command()
@@ -486,7 +233,7 @@ def networks(verbose: VerboseOpt = False) -> None:
     """The networks stylepipe knows and whether their weights are available here."""
     from ..io.weights import NETWORKS, weights_availability
 
-    _verbose(verbose)
+    verbose_logging(verbose)
     for name, description in NETWORKS.items():
         available, where = weights_availability(name)
         stdout.print(f"{name}: {description}\n    weights: {'available' if available else 'NOT available'} — {where}")

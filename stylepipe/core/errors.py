@@ -1,4 +1,5 @@
-"""Exceptions a user can act on; the CLI maps each family to an exit code."""
+"""Exceptions a user can act on, by family; the command line maps each family to an exit code
+(`stylepipe.cli.exit_codes`)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,13 @@ from pathlib import Path
 class StylepipeError(Exception):
     """Base of every error stylepipe raises on purpose."""
 
-    exit_code = 1
-
 
 class ConfigError(StylepipeError):
-    """The pipeline or command is wrong; nothing was run (exit 2)."""
-
-    exit_code = 2
+    """The pipeline or command is wrong; nothing was run."""
 
 
 class EnvironmentProblem(StylepipeError):
-    """The machine lacks something the run needs: weights, a device (exit 3)."""
-
-    exit_code = 3
+    """The machine lacks something the run needs: weights, a device."""
 
 
 class PluginError(ConfigError):

@@ -28,9 +28,7 @@ LOCK_DIR = ".stylepipe"
 
 
 class RunLocked(StylepipeError):
-    """Another run holds this output folder (exit 4): overlapping cron runs must not both work."""
-
-    exit_code = 4
+    """Another run holds this output folder: overlapping cron runs must not both work."""
 
 
 @dataclass(frozen=True)
