@@ -40,7 +40,7 @@ from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_target
 from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams  # noqa: E402
 from stylepipe.io.images import load_image
 from stylepipe.io.weights import build_extractor  # noqa: E402
-from stylepipe.running.worker import auto_batch_size, tune_for_device  # noqa: E402
+from stylepipe.running.context import auto_batch_size, tune_for_device  # noqa: E402
 
 from _common import (  # noqa: E402
     CONTENT_DIR,

@@ -43,9 +43,12 @@ from .plan.inputs import FileHasher, PictureLoader
 from .plan.run_settings import RunSettings, shared_settings
 from .plan.styles import entry_sources
 from .report.record import RunReport
+from .running.batcher import in_batches
 from .running.budget import budget_bytes, style_tiling
+from .running.context import WorkerContext, WorkerSpec, resolve_batch_size
 from .running.runner import load_checked, open_cache, run_pipeline
-from .running.worker import WorkerContext, WorkerSpec, fit_content, in_batches, resolve_batch_size, stylize_batch
+from .running.stylize import stylize_batch
+from .running.worker import fit_content
 from .targets.cache import TargetCache
 from .targets.keys import target_key
 from .targets.store import TargetStore

@@ -107,7 +107,7 @@ def test_torch_compile_traces_the_tapped_forward(fresh_extractor, small_problem)
 
 
 def test_auto_batch_size_counts_the_lbfgs_history(monkeypatch):
-    from stylepipe.running.worker import auto_batch_size, bytes_per_image
+    from stylepipe.running.context import auto_batch_size, bytes_per_image
 
     lbfgs, adam = OptimizeSettings(steps=500), OptimizeSettings("adam", steps=500)
     history = 2 * 50 * 3 * 4  # bytes per pixel: s and y, 50 pairs, 3 channels, float32

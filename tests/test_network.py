@@ -124,7 +124,7 @@ def test_wrong_weights_file_says_what_is_wrong(tmp_path):
 def test_optimize_compile_compiles_what_every_loss_calls(monkeypatch):
     """torch.compile must wrap the call that runs the layers; a compiled sub-module that forward
     never calls would compile nothing. A recording stand-in for torch.compile shows which."""
-    from stylepipe.running.worker import tune_for_device
+    from stylepipe.running.context import tune_for_device
 
     calls: list[int] = []
 

@@ -277,8 +277,8 @@ def test_a_stop_request_is_seen_while_workers_are_still_starting():
     """On a cluster still growing, no actor answers for minutes: waiting on it must not make
     the driver deaf to SIGTERM. A stand-in Ray whose actors never start shows the driver polls."""
     from stylepipe.config.schema import RayConfig
+    from stylepipe.running.context import WorkerSpec
     from stylepipe.running.executors.ray import _Dispatcher
-    from stylepipe.running.worker import WorkerSpec
 
     waits: list[float | None] = []
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ..extend.terms import LossTerm
+    from ..plan.jobs import Job
     from ..plan.run_settings import RunSettings
 
 Status = Literal["done", "skipped", "failed"]
@@ -35,6 +36,12 @@ class ItemReport:
     history: dict[str, list[float | None]] | None = None  # downsampled loss curve: step, total, each term
     note: str | None = None  # how the input was read, when a user should know (first frame of a GIF)
     layers: str | None = None  # reconstruct mode: the layers the picture was rebuilt from
+
+
+def failed_item(job: Job, error: str) -> ItemReport:
+    """The report of a job that failed with `error` (every executor words failures this way)."""
+    return ItemReport(content=job.content_ref, style=job.style_ref, output=None, status="failed", error=error, job=job.index,
+                      layers=job.layers)
 
 
 @dataclass

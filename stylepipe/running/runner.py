@@ -32,10 +32,10 @@ from ..targets.cache import TargetCache
 from ..targets.keys import target_key
 from ..targets.store import TargetStore
 from .budget import budget_bytes, style_tiling
+from .context import WorkerContext, WorkerSpec
 from .events import NullEvents, RunEvents
 from .executors import get_executor
 from .schedule import RunBounds, RunLock, Shard
-from .worker import WorkerContext, WorkerSpec
 
 
 def open_cache(pipeline: LoadedPipeline) -> TargetCache:

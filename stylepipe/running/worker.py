@@ -1,142 +1,33 @@
-"""Jobs, start to finish on one device: load, resize, optimise, postprocess, save.
+"""Jobs, start to finish on one device: load and resize the inputs, optimise in batches
+(`running.stylize`, halved on out-of-memory by `running.batcher`), save each output and its sidecar.
 
-A WorkerSpec is everything a worker needs that can travel (to a Ray actor, say): the active
-terms, the settings, the style targets computed once by the driver, the plugin folders to load.
-A WorkerContext is that plus the network, built once per device. `process_batch` never raises
-for a job's own problems — it returns failed ItemReports naming the file and the cause.
+`process_batch` never raises for a job's own problems — it returns failed ItemReports naming the
+file and the cause.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TypeVar, cast
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
-from ..core.device import resolve_precision
 from ..core.errors import StylepipeError
 from ..core.geometry import MIN_SIDE, resize, target_size
-from ..core.loss_fns import Targets
-from ..core.network import FeatureExtractor
-from ..core.objective import Objective, Precision, content_targets
-from ..core.optimize import (
-    OptimizeSettings,
-    StepCallback,
-    initial_image,
-    optimize,
-    optimize_pyramid,
-    resample,
-    solver_bytes_per_image,
-)
-from ..core.postprocess import ColorSpace, postprocess
-from ..core.tiling import content_targets as tiled_content_targets
-from ..extend.terms import LossTerm
+from ..core.network import is_out_of_memory
 from ..io.images import load_image, read_exif, save_image
 from ..plan.jobs import Job
 from ..plan.resume import write_sidecar
 from ..plan.run_settings import RunSettings
-from ..report.history import LossHistory, RecordingObjective
-from ..report.record import ItemReport
-from .budget import budget_bytes, free_ram, plan_memory
+from ..report.record import ItemReport, failed_item
+from .batcher import in_batches
+from .context import WorkerContext
 from .events import NullEvents, RunEvents
+from .stylize import stylize_batch
 
 log = logging.getLogger("stylepipe")
-
-
-@dataclass
-class WorkerSpec:
-    """The picklable part of a worker's context: shipped once to every worker."""
-
-    terms: list[LossTerm]
-    settings: RunSettings
-    out_dir: Path
-    style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
-    style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
-    plugin_folders: tuple[Path, ...] = ()
-    override_plugins: bool = False
-
-
-@dataclass
-class WorkerContext:
-    """What every job on one device shares; built once per run (or once per Ray actor)."""
-
-    extractor: FeatureExtractor
-    terms: list[LossTerm]
-    settings: RunSettings
-    device: torch.device
-    out_dir: Path
-    style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
-    style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
-    spec: WorkerSpec | None = None  # what a remote executor ships to its workers
-    should_stop: Callable[[], bool] = lambda: False  # driver-side: checked before each job/batch
-    batch_size: int = 1  # images per device batch; halved for good after an out-of-memory
-    precision: str = "fp32"  # resolved for this device: fp32, bf16 or fp16
-
-    @classmethod
-    def from_spec(cls, spec: WorkerSpec, extractor: FeatureExtractor, device: torch.device) -> WorkerContext:
-        settings = spec.settings
-        extractor = tune_for_device(extractor, device, settings.compile)
-        return cls(extractor, spec.terms, settings, device, spec.out_dir, spec.style_targets, spec.style_errors, spec,
-                   batch_size=resolve_batch_size(settings.batch_size, device, settings),
-                   precision=resolve_precision(settings.precision, device))
-
-    @classmethod
-    def build(cls, spec: WorkerSpec, device: torch.device) -> WorkerContext:
-        """In a fresh process: load the plugins the terms need, then the network, once."""
-        from ..extend.plugins import load_plugin_folders
-        from ..extend.registries import register_builtins
-        from ..io.weights import build_extractor
-
-        register_builtins()
-        load_plugin_folders(spec.plugin_folders, override=spec.override_plugins)
-        settings = spec.settings
-        extractor = build_extractor(settings.network, settings.network_weights, settings.pooling, device)  # type: ignore[arg-type]
-        return cls.from_spec(spec, extractor, device)
-
-
-#: Bytes of activations per output pixel kept for the backward pass of VGG19 up to relu5_1,
-#: float32, measured on the CPU (peak RSS growth per pixel) and rounded up.
-_BYTES_PER_PIXEL = 6_000
-_AUTO_CPU_BATCH = 1  # measured (docs/benchmarks.md): larger CPU batches gain nothing and cost memory
-
-
-def resolve_batch_size(configured: int | str, device: torch.device, settings: RunSettings) -> int:
-    """`auto`: on CUDA the largest batch that fits in half the free memory (OOM halves it further)."""
-    if configured != "auto":
-        return int(configured)
-    side = settings.size_max_side or int(settings.size_max_pixels ** 0.5)  # type: ignore[operator]
-    return auto_batch_size(device, side, settings.optimize)
-
-
-def bytes_per_image(side: int, optimize: OptimizeSettings) -> int:
-    """Memory one image of a batch needs: the activations kept for the backward pass, plus the
-    optimiser's state — the L-BFGS history alone is 2·m·N float32, ≈ 1.2 KB per pixel at m = 50."""
-    return _BYTES_PER_PIXEL * side * side + solver_bytes_per_image(3 * side * side, optimize)
-
-
-def auto_batch_size(device: torch.device, side: int, optimize: OptimizeSettings) -> int:
-    """The largest batch of side × side images that fits in half the free memory, at most 64."""
-    per_image = bytes_per_image(side, optimize)
-    if device.type != "cuda":
-        free = free_ram()
-        return max(1, min(_AUTO_CPU_BATCH, int(free * 0.5 // per_image)))
-    free, _total = torch.cuda.mem_get_info(device)
-    return max(1, min(64, int(free * 0.5 // per_image)))
-
-
-def tune_for_device(extractor: FeatureExtractor, device: torch.device, compile_network: bool) -> FeatureExtractor:
-    """On CUDA channels-last convolutions and cuDNN autotuning; torch.compile wherever asked
-    (`FeatureExtractor.compile_forward` compiles the call every loss makes, and falls back to eager)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        extractor = extractor.to(memory_format=torch.channels_last)
-    if compile_network:
-        extractor.compile_forward()
-    return extractor
 
 
 def _output_size(job: Job, settings: RunSettings, content: torch.Tensor | None) -> tuple[int, int]:
@@ -157,13 +48,6 @@ def _loss_summary(values: dict[str, list[float]], i: int) -> dict[str, float | N
     return summary
 
 
-def _failed(job: Job, error: str) -> ItemReport:
-    return ItemReport(content=job.content_ref, style=job.style_ref, output=None, status="failed", error=error, job=job.index,
-                      layers=job.layers)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 @dataclass
@@ -196,9 +80,9 @@ def prepare_batch(jobs: list[Job], ctx: WorkerContext, events: RunEvents | None 
         try:
             prepared.ready.append(_prepare(job, ctx))
         except StylepipeError as exc:
-            prepared.failed.append(_failed(job, str(exc)))
+            prepared.failed.append(failed_item(job, str(exc)))
         except Exception as exc:  # noqa: BLE001 - a plugin's or a library's bug fails this job only
-            prepared.failed.append(_failed(job, f"{job.content_label}: {type(exc).__name__}: {exc}"))
+            prepared.failed.append(failed_item(job, f"{job.content_label}: {type(exc).__name__}: {exc}"))
     return prepared
 
 
@@ -255,111 +139,10 @@ def run_prepared(prepared: PreparedBatch, ctx: WorkerContext, events: RunEvents 
         for chunk, outcome in in_batches(bucket, ctx, attempt):
             if isinstance(outcome, list):
                 yield from outcome
-            elif _is_oom(outcome):
-                yield _failed(chunk[0].job, f"{chunk[0].job.content_label}: out of device memory even alone; lower size.max_side")
+            elif is_out_of_memory(outcome):
+                yield failed_item(chunk[0].job, f"{chunk[0].job.content_label}: out of device memory even alone; lower size.max_side")
             else:  # one batch's failure (a plugin's KeyError, a NaN) is its own
-                yield from (_failed(r.job, f"{r.job.content_label}: {type(outcome).__name__}: {outcome}") for r in chunk)
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def in_batches(items: list[T], ctx: WorkerContext, run: Callable[[list[T]], R]) -> Iterator[tuple[list[T], R | Exception]]:
-    """Run items (one style, one size) in device batches of `ctx.batch_size`, each batch's result
-    or exception paired with it. An out-of-memory batch is split in half and retried, and the smaller
-    size is kept for the rest of the run; a single item out of memory is yielded with its exception.
-    Stops between batches when `ctx.should_stop()`. Shared by the file pipeline and the Python API.
-    """
-    queue = [items[i : i + ctx.batch_size] for i in range(0, len(items), ctx.batch_size)]
-    while queue:
-        if ctx.should_stop():
-            return  # a stop (SIGTERM, a bound) between batches: the rest stays for the next run
-        chunk = queue.pop(0)
-        try:
-            outcome: R | Exception = run(chunk)
-        except Exception as exc:  # noqa: BLE001 - the caller decides what a failed batch means
-            if _is_oom(exc) and ctx.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if not _is_oom(exc) or len(chunk) == 1:
-                outcome = exc
-            else:
-                half = len(chunk) // 2
-                ctx.batch_size = max(1, half)  # remember: later batches start at the size that fitted
-                log.warning("out of memory with a batch of %d; retrying as %d + %d", len(chunk), half, len(chunk) - half)
-                queue[:0] = [chunk[:half], chunk[half:]]
-                continue
-        yield chunk, outcome
-
-
-@dataclass
-class Stylized:
-    """One device batch, optimised and postprocessed: what every caller gets from `stylize_batch`."""
-
-    images: torch.Tensor  # (B, 3, H, W) in [0, 1], on the device
-    losses: dict[str, list[float]]  # per term and "total", one value per image
-    steps: int  # loss evaluations made
-    diverged: list[bool]  # per image: a non-finite loss stopped it (the best image seen is kept)
-    curves: list[dict[str, list[float | None]]]  # per image: the downsampled loss curve
-    note: str | None = None  # how it was made to fit in memory (tiles, a shorter L-BFGS history)
-
-
-def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[int, int], style: Targets,
-                  terms: Sequence[LossTerm] | None = None, on_step: StepCallback | None = None,
-                  count: int = 1) -> Stylized:
-    """Optimise one batch on the device: the set-up (targets, start, precision, pyramid, colours)
-    that the file pipeline, the Python API and the Ray Data stage share, so that the same settings
-    give the same pixels whichever way a picture comes in.
-
-    `content` is (B, 3, H, W) at `size` (or None for a palette of `count` images), `style` the
-    style's targets on the device, `terms` the run's unless a reconstruction step has its own.
-    """
-    settings = ctx.settings
-    terms = ctx.terms if terms is None else terms
-    height, width = size
-    count = len(content) if content is not None else count
-    content = content.to(ctx.device) if content is not None else None
-    history = LossHistory(settings.optimize.steps, {term.name: term.weight for term in ctx.terms})
-    budget = budget_bytes(ctx.device, settings.max_memory_mb)
-    memory = plan_memory(ctx.extractor, terms, (height, width), count, settings.optimize, settings.tile, budget)
-    if memory.note:
-        (log.info if memory.fits else log.warning)("%d picture(s) of %d×%d px: %s", count, width, height, memory.note)
-
-    def objective_at(size: tuple[int, int]) -> Objective:
-        tiling = (memory if size == (height, width) else
-                  plan_memory(ctx.extractor, terms, size, count, settings.optimize, settings.tile, budget)).tiling
-        scaled = resample(content, size) if content is not None else None
-        targets: Targets = {}
-        if scaled is not None:
-            targets = (tiled_content_targets(ctx.extractor, terms, scaled, tiling) if tiling is not None
-                       else content_targets(ctx.extractor, terms, scaled))
-        return RecordingObjective(ctx.extractor, terms, targets, style, tiling=tiling, history=history)
-
-    init_picture = None
-    if settings.init == "image" and settings.init_path is not None:
-        init_picture = resize(load_image(settings.init_path, settings.max_input_pixels).tensor, (height, width)).unsqueeze(0)
-    init = torch.cat([
-        initial_image(settings.init, content[i : i + 1] if content is not None else None, (1, 3, height, width), settings.seed, init_picture,
-                      settings.noise)
-        for i in range(count)
-    ]).to(ctx.device)
-    optimize_settings = replace(settings.optimize, precision=cast(Precision, ctx.precision),
-                                lbfgs_history=memory.lbfgs_history or settings.optimize.lbfgs_history)
-
-    def step(i: int, n: int, loss: float) -> None:
-        history.on_step(i, n, loss)
-        if on_step is not None:
-            on_step(i, n, loss)
-
-    full_size = objective_at((height, width))  # content targets at full size, computed once
-    if settings.pyramid.levels > 1:
-        result = optimize_pyramid(init, lambda size: full_size if size == (height, width) else objective_at(size),
-                                  optimize_settings, settings.pyramid, step)
-    else:
-        result = optimize(init, full_size, optimize_settings, step)
-    colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
-    final = postprocess(result.image, content, colours)
-    return Stylized(final, full_size.evaluate(final), result.steps, list(result.diverged), history.curves(), memory.note)
+                yield from (failed_item(r.job, f"{r.job.content_label}: {type(outcome).__name__}: {outcome}") for r in chunk)
 
 
 def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> list[ItemReport]:
@@ -392,12 +175,13 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
             write_sidecar(ctx.out_dir, job.output, record)
         except (OSError, ValueError) as exc:  # disk full, unwritable folder: this output only
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            items.append(_failed(job, f"{job.output}: cannot write ({cause})"))
+            items.append(failed_item(job, f"{job.output}: cannot write ({cause})"))
             continue
         own = seconds + time.perf_counter() - saving  # a 16-bit print-size file takes a while to write
-        items.append(ItemReport(job.content_ref, job.style_ref, str(job.output), "done", None,
-                                round(own, 3), losses, out.steps, job.index, curves[i] if curves else None,
-                                "; ".join(n for n in (ready.note, out.note) if n) or None, job.layers))
+        items.append(ItemReport(content=job.content_ref, style=job.style_ref, output=str(job.output), status="done",
+                                seconds=round(own, 3), loss=losses, steps=out.steps, job=job.index,
+                                history=curves[i] if curves else None,
+                                note="; ".join(n for n in (ready.note, out.note) if n) or None, layers=job.layers))
     return items
 
 

@@ -11,8 +11,8 @@ from typing import Protocol
 
 from ...plan.jobs import Job
 from ...report.record import ItemReport
+from ..context import WorkerContext
 from ..events import RunEvents
-from ..worker import WorkerContext
 
 
 class Executor(Protocol):

@@ -13,8 +13,9 @@ from itertools import groupby
 
 from ...plan.jobs import Job
 from ...report.record import ItemReport
+from ..context import WorkerContext
 from ..events import RunEvents
-from ..worker import PreparedBatch, WorkerContext, prepare_batch, run_prepared
+from ..worker import PreparedBatch, prepare_batch, run_prepared
 
 
 def job_groups(jobs: Sequence[Job], size: int) -> list[list[Job]]:

@@ -46,9 +46,10 @@ from ...config.schema import RayConfig
 from ...core.errors import EnvironmentProblem
 from ...extend.plugins import plugin_namespace
 from ...plan.jobs import Job
-from ...report.record import ItemReport
+from ...report.record import ItemReport, failed_item
+from ..context import WorkerContext, WorkerSpec
 from ..events import RunEvents
-from ..worker import WorkerContext, WorkerSpec, process_batch
+from ..worker import process_batch
 from .local import job_groups
 
 log = logging.getLogger("stylepipe")
@@ -323,7 +324,7 @@ class _Dispatcher:
             if isinstance(cause, EnvironmentProblem):
                 raise EnvironmentProblem(str(cause)) from None
             self.idle.append(flight.actor)
-            return [_failed(job, f"worker error: {type(cause).__name__}: {_first_line(cause)}") for job in flight.jobs]
+            return [failed_item(job, f"worker error: {type(cause).__name__}: {_first_line(cause)}") for job in flight.jobs]
         self.idle.append(flight.actor)
         return reports if flight.jobs else []
 
@@ -333,7 +334,7 @@ class _Dispatcher:
         for job in jobs:
             self.deaths[job.index] = deaths = self.deaths.get(job.index, 0) + 1
             if deaths > self.cfg.max_retries:
-                failed.append(_failed(job, f"the Ray worker running it died {deaths} time(s), more than ray.max_retries="
+                failed.append(failed_item(job, f"the Ray worker running it died {deaths} time(s), more than ray.max_retries="
                                            f"{self.cfg.max_retries}: {type(exc).__name__}: {_first_line(exc)}"))
             else:
                 log.warning("a Ray worker died; job %d (%s × %s) goes back in the queue (retry %d of %d)",
@@ -351,10 +352,6 @@ class _Dispatcher:
             self.yielded.add(item.job)
             yield item
 
-
-def _failed(job: Job, error: str) -> ItemReport:
-    return ItemReport(content=job.content_ref, style=job.style_ref, output=None, status="failed", error=error, job=job.index,
-                      layers=job.layers)
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:

@@ -1,0 +1,120 @@
+"""What every job on one device shares: the spec that travels to a worker, the context built from it
+once per device (network, batch size, precision), and how large a batch is by default.
+
+A WorkerSpec is everything a worker needs that can travel (to a Ray actor, say): the active
+terms, the settings, the style targets computed once by the driver, the plugin folders to load.
+A WorkerContext is that plus the network, built once per device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..core.device import resolve_precision
+from ..core.loss_fns import Targets
+from ..core.network import FeatureExtractor
+from ..core.optimize import (
+    OptimizeSettings,
+    solver_bytes_per_image,
+)
+from ..extend.terms import LossTerm
+from ..plan.run_settings import RunSettings
+from .budget import free_ram
+
+
+@dataclass
+class WorkerSpec:
+    """The picklable part of a worker's context: shipped once to every worker."""
+
+    terms: list[LossTerm]
+    settings: RunSettings
+    out_dir: Path
+    style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
+    style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
+    plugin_folders: tuple[Path, ...] = ()
+    override_plugins: bool = False
+
+
+@dataclass
+class WorkerContext:
+    """What every job on one device shares; built once per run (or once per Ray actor)."""
+
+    extractor: FeatureExtractor
+    terms: list[LossTerm]
+    settings: RunSettings
+    device: torch.device
+    out_dir: Path
+    style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
+    style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
+    spec: WorkerSpec | None = None  # what a remote executor ships to its workers
+    should_stop: Callable[[], bool] = lambda: False  # driver-side: checked before each job/batch
+    batch_size: int = 1  # images per device batch; halved for good after an out-of-memory
+    precision: str = "fp32"  # resolved for this device: fp32, bf16 or fp16
+
+    @classmethod
+    def from_spec(cls, spec: WorkerSpec, extractor: FeatureExtractor, device: torch.device) -> WorkerContext:
+        settings = spec.settings
+        extractor = tune_for_device(extractor, device, settings.compile)
+        return cls(extractor, spec.terms, settings, device, spec.out_dir, spec.style_targets, spec.style_errors, spec,
+                   batch_size=resolve_batch_size(settings.batch_size, device, settings),
+                   precision=resolve_precision(settings.precision, device))
+
+    @classmethod
+    def build(cls, spec: WorkerSpec, device: torch.device) -> WorkerContext:
+        """In a fresh process: load the plugins the terms need, then the network, once."""
+        from ..extend.plugins import load_plugin_folders
+        from ..extend.registries import register_builtins
+        from ..io.weights import build_extractor
+
+        register_builtins()
+        load_plugin_folders(spec.plugin_folders, override=spec.override_plugins)
+        settings = spec.settings
+        extractor = build_extractor(settings.network, settings.network_weights, settings.pooling, device)  # type: ignore[arg-type]
+        return cls.from_spec(spec, extractor, device)
+
+
+#: Bytes of activations per output pixel kept for the backward pass of VGG19 up to relu5_1,
+#: float32, measured on the CPU (peak RSS growth per pixel) and rounded up.
+_BYTES_PER_PIXEL = 6_000
+
+
+_AUTO_CPU_BATCH = 1  # measured (docs/benchmarks.md): larger CPU batches gain nothing and cost memory
+
+
+def resolve_batch_size(configured: int | str, device: torch.device, settings: RunSettings) -> int:
+    """`auto`: on CUDA the largest batch that fits in half the free memory (OOM halves it further)."""
+    if configured != "auto":
+        return int(configured)
+    side = settings.size_max_side or int(settings.size_max_pixels ** 0.5)  # type: ignore[operator]
+    return auto_batch_size(device, side, settings.optimize)
+
+
+def bytes_per_image(side: int, optimize: OptimizeSettings) -> int:
+    """Memory one image of a batch needs: the activations kept for the backward pass, plus the
+    optimiser's state — the L-BFGS history alone is 2·m·N float32, ≈ 1.2 KB per pixel at m = 50."""
+    return _BYTES_PER_PIXEL * side * side + solver_bytes_per_image(3 * side * side, optimize)
+
+
+def auto_batch_size(device: torch.device, side: int, optimize: OptimizeSettings) -> int:
+    """The largest batch of side × side images that fits in half the free memory, at most 64."""
+    per_image = bytes_per_image(side, optimize)
+    if device.type != "cuda":
+        free = free_ram()
+        return max(1, min(_AUTO_CPU_BATCH, int(free * 0.5 // per_image)))
+    free, _total = torch.cuda.mem_get_info(device)
+    return max(1, min(64, int(free * 0.5 // per_image)))
+
+
+def tune_for_device(extractor: FeatureExtractor, device: torch.device, compile_network: bool) -> FeatureExtractor:
+    """On CUDA channels-last convolutions and cuDNN autotuning; torch.compile wherever asked
+    (`FeatureExtractor.compile_forward` compiles the call every loss makes, and falls back to eager)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        extractor = extractor.to(memory_format=torch.channels_last)
+    if compile_network:
+        extractor.compile_forward()
+    return extractor
