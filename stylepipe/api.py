@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config.collect import ErrorCollector
 from .config.keywords import STYLIZER_SECTIONS, overrides
-from .config.load import LoadedPipeline, pipeline_from_dict, validate_model
+from .config.load import validate_model
 from .config.overrides import Override
 from .config.positions import SourceMap
 from .config.schema import StyleEntry
@@ -33,25 +32,22 @@ from .core.device import resolve_device, resolve_precision
 from .core.errors import ConfigError, StylepipeError
 from .core.loss_fns import Targets
 from .core.network import is_out_of_memory
-from .core.target_fns import StyleSizing, WeightedImage
+from .core.target_fns import WeightedImage, targets_to
 from .extend.pictures import InMemory, PathLike, Picture, PictureSource, is_path, is_picture, to_tensor
 from .extend.sources import StyleContext, StyleSource
-from .extend.terms import LossTerm
 from .io.images import to_pil
 from .io.weights import build_extractor
-from .plan.inputs import FileHasher, PictureLoader
-from .plan.run_settings import RunSettings, shared_settings
+from .plan.api_setup import Setup
+from .plan.run_settings import RunSettings
 from .plan.styles import entry_sources
 from .report.record import RunReport
 from .running.batcher import in_batches
-from .running.budget import budget_bytes, style_tiling
 from .running.context import WorkerContext, WorkerSpec, resolve_batch_size
-from .running.runner import load_checked, open_cache, run_pipeline
+from .running.runner import load_checked, open_cache, run_pipeline, target_store
 from .running.stylize import stylize_batch
 from .running.worker import fit_content
 from .targets.cache import TargetCache
 from .targets.keys import target_key
-from .targets.store import TargetStore
 
 if TYPE_CHECKING:
     from .running.events import RunEvents
@@ -66,8 +62,6 @@ StyleLike = Union[Picture, Sequence[tuple[Picture, float]], Mapping[str, Any], "
 
 #: Keys a Stylizer is made with: its network, where it runs and what it reads are fixed for its life.
 _FIXED = ("network", "cache", "plugins", "override_plugins")
-#: The schema asks a transfer for content and styles; a Stylizer is given them per call instead.
-_GIVEN_PER_CALL = {"content": ["(given to stylize)"], "styles": ["(given to style)"]}
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: field-wise `==` on tensors has no single answer
@@ -82,34 +76,6 @@ class Style:
     targets: Targets  # term → name → tensor, on the CPU
     fingerprint: Mapping[str, Any]  # the source's fingerprint: keys for other settings, without its files
     source: StyleSource  # where to recompute them from when other settings need other targets
-
-
-@dataclass(frozen=True)
-class _Setup:
-    """Keyword settings turned into what the plan makes of a file's settings."""
-
-    pipeline: LoadedPipeline
-    settings: RunSettings
-    terms: list[LossTerm]
-    sizing: StyleSizing
-
-    @classmethod
-    def build(cls, given: Sequence[Override], name: str) -> _Setup:
-        pipeline = pipeline_from_dict(_GIVEN_PER_CALL, given, name=name)
-        errors = ErrorCollector()
-        terms, settings, sizing = shared_settings(pipeline, errors)
-        errors.raise_if_any()
-        assert settings is not None
-        return cls(pipeline, settings, terms, sizing)
-
-    @property
-    def fit(self) -> tuple[int | None, int | None]:
-        return self.settings.size_max_side, self.settings.size_max_pixels
-
-    def style_context(self) -> StyleContext:
-        """How style sources read their pictures: as the plan has them read (same shrink, same hashes)."""
-        return StyleContext(Path.cwd(), PictureLoader(self.settings.max_input_pixels, fit=(self.sizing.max_side, self.sizing.max_pixels)),
-                            FileHasher())
 
 
 class Stylizer:
@@ -144,7 +110,7 @@ class Stylizer:
         else:
             given.append(Override(("cache", "enabled"), False, "Stylizer(cache_dir=…)"))  # unless `enabled=True`
         self._given = given + overrides(settings, "Stylizer", STYLIZER_SECTIONS)
-        self._setup = _Setup.build(self._given, "Stylizer()")
+        self._setup = Setup.from_keywords(self._given, "Stylizer()")
         run_settings = self._setup.settings
         self.device: torch.device = resolve_device(run_settings.device)
         extractor = build_extractor(run_settings.network, run_settings.network_weights, run_settings.pooling, self.device)  # type: ignore[arg-type]
@@ -218,10 +184,9 @@ class Stylizer:
                               "give one, or blend them: [(path, weight), …]")
         return sources[0]
 
-    def _style_of(self, source: StyleSource, setup: _Setup) -> Style:
+    def _style_of(self, source: StyleSource, setup: Setup) -> Style:
         settings = setup.settings
-        tile_for = style_tiling(self._context.extractor, setup.terms, settings.tile, budget_bytes(self.device, settings.max_memory_mb))
-        store = TargetStore(self._cache, self._context.extractor, setup.terms, setup.sizing, self.device, tile_for)
+        store = target_store(self._cache, self._context.extractor, setup.terms, setup.sizing, settings, self.device)
         fingerprint = source.fingerprint()
         targets = store.get(source)
         self.targets_computed += store.computed
@@ -235,10 +200,10 @@ class Stylizer:
             return style
         return self._style_of(style.source, self._setup)
 
-    def _key(self, style: Style, setup: _Setup) -> str:
+    def _key(self, style: Style, setup: Setup) -> str:
         return target_key(style.fingerprint, self._context.extractor.fingerprint(), setup.terms, setup.sizing)
 
-    def _targets(self, style: Style, setup: _Setup) -> Targets:
+    def _targets(self, style: Style, setup: Setup) -> Targets:
         """The style's targets for these settings, on the device (moved once per key)."""
         key = self._key(style, setup)
         if key != style.key:  # other layers or another style size: other statistics
@@ -246,8 +211,7 @@ class Stylizer:
         if style.key not in self._on_device:
             if len(self._on_device) >= 8:
                 self._on_device.pop(next(iter(self._on_device)))
-            self._on_device[style.key] = {term: {name: value.to(self.device) for name, value in parts.items()}
-                                          for term, parts in style.targets.items()}
+            self._on_device[style.key] = targets_to(style.targets, self.device)
         return self._on_device[style.key]
 
     # -- stylizing ---------------------------------------------------------------------------------
@@ -314,7 +278,7 @@ class Stylizer:
             return torch.stack(outputs)
         return outputs if many else outputs[0]
 
-    def _for_call(self, settings: Mapping[str, Any]) -> tuple[_Setup, WorkerContext]:
+    def _for_call(self, settings: Mapping[str, Any]) -> tuple[Setup, WorkerContext]:
         """This Stylizer's setup and device context, or new ones for a call's own settings."""
         if not settings:
             return self._setup, self._context
@@ -323,7 +287,7 @@ class Stylizer:
         if fixed:
             raise ConfigError(f"{fixed[0].label}: {'.'.join(map(str, fixed[0].parts))} is set when the Stylizer is made "
                               "(it loads the network and opens the cache once); make another Stylizer")
-        setup = _Setup.build(self._given + extra, "stylize()")
+        setup = Setup.from_keywords(self._given + extra, "stylize()")
         run_settings = setup.settings
         context = replace(self._context, terms=setup.terms, settings=run_settings,
                           batch_size=resolve_batch_size(run_settings.batch_size, self.device, run_settings),

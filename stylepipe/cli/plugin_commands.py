@@ -24,7 +24,7 @@ def plugins_list(pipeline: Annotated[Optional[Path], typer.Argument(help="also l
         register_builtins()
         if pipeline is not None:
             from ..config.load import load_pipeline
-            from ..plan.terms import load_plugins
+            from ..plan.loss_setup import load_plugins
 
             load_plugins(load_pipeline(pipeline, set_ or []))
         table = Table(box=None, pad_edge=False)

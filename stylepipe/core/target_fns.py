@@ -98,3 +98,8 @@ def unflatten(flat: Mapping[str, torch.Tensor]) -> Targets:
         term, _, key = name.partition("::")
         out.setdefault(term, {})[key] = value
     return out
+
+
+def targets_to(targets: Targets, device: torch.device) -> Targets:
+    """The same targets on `device`: they are cached and shipped on the CPU, and used where the image is."""
+    return {term: {key: value.to(device) for key, value in parts.items()} for term, parts in targets.items()}

@@ -17,12 +17,12 @@ from ..extend.sources import StyleContext, StyleSource
 from ..extend.terms import LossTerm
 from .inputs import FileHasher, PictureLoader, expand_inputs
 from .jobs import Job, Plan, Rejected
+from .loss_setup import mode_warnings, sweep_for
 from .outputs import output_path
 from .resume import is_done, job_fingerprint, settings_digest
 from .run_settings import shared_settings
 from .styles import build_styles
 from .sweep import SweepStep
-from .terms import mode_warnings, sweep_for
 
 # --- inputs --------------------------------------------------------------------------------------
 

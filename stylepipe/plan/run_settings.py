@@ -19,7 +19,7 @@ from ..core.optimize import OptimizeSettings, Pyramid
 from ..core.target_fns import StyleSizing
 from ..core.tiling import check_tile_safe
 from ..extend.terms import LossTerm
-from .terms import build_terms, load_plugins
+from .loss_setup import build_terms, load_plugins
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,16 @@ from ..config.load import LoadedPipeline, SchemaError, load_pipeline, pipeline_f
 from ..config.overrides import Override
 from ..core.device import resolve_device
 from ..core.errors import ConfigError, EnvironmentProblem, StylepipeError
-from ..core.network import network_fingerprint
-from ..core.target_fns import style_terms
+from ..core.network import FeatureExtractor, network_fingerprint
+from ..core.target_fns import StyleSizing, style_terms, targets_to
 from ..extend.sources import StyleSource
+from ..extend.terms import LossTerm
 from ..io.atomic import sweep_partials, write_json_atomic
 from ..io.weights import build_extractor, weights_id
 from ..plan.build import build_plan
 from ..plan.jobs import Job, Plan
 from ..plan.resume import read_sidecar
+from ..plan.run_settings import RunSettings
 from ..report.record import ItemReport, RunReport, key_settings
 from ..targets.cache import TargetCache
 from ..targets.keys import target_key
@@ -35,6 +37,7 @@ from .budget import budget_bytes, style_tiling
 from .context import WorkerContext, WorkerSpec
 from .events import NullEvents, RunEvents
 from .executors import get_executor
+from .executors.base import Executor
 from .schedule import RunBounds, RunLock, Shard
 
 
@@ -43,6 +46,14 @@ def open_cache(pipeline: LoadedPipeline) -> TargetCache:
     cfg = pipeline.config.cache
     directory = pipeline.resolve(cfg.dir) if cfg.enabled else None
     return TargetCache(directory, size_limit_bytes=cfg.size_limit_mb * 1024 * 1024)
+
+
+def target_store(cache: TargetCache, extractor: FeatureExtractor, terms: list[LossTerm], sizing: StyleSizing,
+                 settings: RunSettings, device: torch.device) -> TargetStore:
+    """Where a run (or a Stylizer) gets style targets: the cache, else computed, on tiles when the
+    memory budget says so."""
+    tile_for = style_tiling(extractor, terms, settings.tile, budget_bytes(device, settings.max_memory_mb))
+    return TargetStore(cache, extractor, terms, sizing, device, tile_for)
 
 
 def make_plan(pipeline: LoadedPipeline, *, force: bool = False, output_dir: Path | None = None,
@@ -132,7 +143,7 @@ def run_pipeline(
     events = events or NullEvents()
     bounds = bounds or RunBounds()
     start = time.perf_counter()
-    runner = get_executor(executor or pipeline.config.executor, pipeline.config)
+    chosen = get_executor(executor or pipeline.config.executor, pipeline.config)
     plan = make_plan(pipeline, force=force, output_dir=output_dir)
     if shard is not None:
         plan.keep(shard.owns)
@@ -159,7 +170,7 @@ def run_pipeline(
         events.planned(len(plan.jobs) - later, len(todo))  # what this run will do, so progress counts that
         try:
             if todo:
-                _execute(plan, todo, device, runner, report, events, bounds)
+                _execute(plan, todo, device, chosen, report, events, bounds)
         except KeyboardInterrupt:
             bounds.reason = bounds.reason or "interrupted (a second Ctrl-C)"
             raise
@@ -208,7 +219,7 @@ def select_jobs(todo: list[Job], bounds: RunBounds) -> list[Job]:
     return sorted(todo, key=lambda j: (j.style_label, j.index))[: bounds.max_jobs]
 
 
-def _execute(plan: Plan, todo: list[Job], device: torch.device, runner, report: RunReport, events: RunEvents,
+def _execute(plan: Plan, todo: list[Job], device: torch.device, executor: Executor, report: RunReport, events: RunEvents,
              bounds: RunBounds) -> None:
     settings = plan.settings
     extractor = build_extractor(settings.network, settings.network_weights, settings.pooling, device)  # type: ignore[arg-type]
@@ -219,24 +230,21 @@ def _execute(plan: Plan, todo: list[Job], device: torch.device, runner, report: 
     context = WorkerContext.from_spec(spec, extractor, device)  # shares spec's target dicts
     context.should_stop = bounds.should_stop
     with open_cache(plan.pipeline) as cache:
-        tile_for = style_tiling(extractor, plan.terms, plan.settings.tile, budget_bytes(device, plan.settings.max_memory_mb))
-        store = TargetStore(cache, extractor, plan.terms, plan.sizing, device, tile_for)
+        store = target_store(cache, extractor, plan.terms, plan.sizing, plan.settings, device)
         try:
             if style_terms(plan.terms):
                 for source in distinct_styles(todo):
                     hits = store.cache_hits
                     try:
                         targets = store.get(source)  # CPU tensors, as cached
-                        context.style_targets[source.label] = {
-                            term: {key: value.to(device) for key, value in parts.items()} for term, parts in targets.items()
-                        }
+                        context.style_targets[source.label] = targets_to(targets, device)
                     except StylepipeError as exc:
                         context.style_errors[source.label] = str(exc)
                     except Exception as exc:  # noqa: BLE001 - a plugin source's or the network's error: this style's jobs only
                         context.style_errors[source.label] = f"{type(exc).__name__}: {exc}"
                     events.targets(source.label, store.cache_hits > hits)
             jobs = {job.index: job for job in todo}
-            for item in runner.run(todo, context, events):
+            for item in executor.run(todo, context, events):
                 report.items.append(item)  # recorded before anything else can interrupt
                 bounds.job_finished()
                 events.job_finished(jobs[item.job], item)

@@ -44,6 +44,7 @@ import torch
 
 from ...config.schema import RayConfig
 from ...core.errors import EnvironmentProblem
+from ...core.target_fns import targets_to
 from ...extend.plugins import plugin_namespace
 from ...plan.jobs import Job
 from ...report.record import ItemReport, failed_item
@@ -93,11 +94,7 @@ def import_ray() -> ModuleType:
 
 def _targets_on(spec: WorkerSpec, device: torch.device) -> WorkerSpec:
     """A spec whose style targets live on `device`: CPU to travel, the actor's device to run."""
-    moved = {
-        label: {term: {key: tensor.to(device) for key, tensor in parts.items()} for term, parts in targets.items()}
-        for label, targets in spec.style_targets.items()
-    }
-    return replace(spec, style_targets=moved)
+    return replace(spec, style_targets={label: targets_to(targets, device) for label, targets in spec.style_targets.items()})
 
 
 def _spec_of(context: WorkerContext) -> WorkerSpec:
