@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -82,3 +83,26 @@ def test_reports_and_sidecars_get_ordinary_file_permissions(tmp_path: Path) -> N
     out = tmp_path / "out"
     for path in [out / "report.json", out / "chelsea__the_scream-tiled2.jpg", *(out / ".stylepipe").glob("*.json")]:
         assert path.stat().st_mode & 0o777 == expected, path
+
+
+def test_every_run_setting_is_declared_for_the_fingerprint() -> None:
+    """A new RunSettings field must say whether it changes pictures: in neither list, no fingerprint."""
+    from stylepipe.plan.resume import NOT_PICTURE_SETTINGS, PICTURE_SETTINGS, undeclared_settings
+    from stylepipe.plan.run_settings import RunSettings
+
+    assert undeclared_settings(RunSettings) == set()
+    assert not set(PICTURE_SETTINGS) & set(NOT_PICTURE_SETTINGS), "a setting cannot both change pictures and not"
+
+
+def test_an_undeclared_setting_is_refused(tmp_path: Path) -> None:
+    import dataclasses
+
+    from stylepipe.plan.resume import settings_digest, undeclared_settings
+    from stylepipe.plan.run_settings import RunSettings
+
+    plan = build_plan(load_pipeline(project(tmp_path)), weights_id="w")
+    extended = dataclasses.make_dataclass("Extended", [("sharpen", float, 0.0)], bases=(RunSettings,), frozen=True)
+    assert undeclared_settings(extended) == {"sharpen"}
+    settings = extended(**{field.name: getattr(plan.settings, field.name) for field in dataclasses.fields(RunSettings)})
+    with pytest.raises(TypeError, match=r"declare \['sharpen'\] in PICTURE_SETTINGS or NOT_PICTURE_SETTINGS"):
+        settings_digest(settings, plan.terms, plan.sizing, None)

@@ -13,7 +13,7 @@ changes pictures for the same settings.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +28,16 @@ if TYPE_CHECKING:
 
 ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-region L-BFGS steps
 SIDECAR_DIR = ".stylepipe"
+#: The run settings that change a picture: every one is in each output's fingerprint, so changing
+#: it redoes the outputs. (The network's weights and an init picture count by their bytes' hash.)
+PICTURE_SETTINGS = (
+    "mode", "size_max_side", "size_max_pixels", "optimize", "pyramid", "precision", "init", "noise", "seed",
+    "preserve_colors", "output_format", "output_quality", "max_input_pixels", "network", "pooling", "keep_metadata",
+    "output_bit_depth", "output_dpi",
+)
 #: Settings that change where, how fast and in what pieces a job runs, never what its output should be
 #: (tiles give the whole picture's gradient, so tiled and untiled outputs agree to float tolerance).
-_VOLATILE = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile")
+NOT_PICTURE_SETTINGS = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile")
 #: Settings added after outputs existed, left out of the hash at their default: upgrading then
 #: redoes no finished picture, while setting one (16 bits, a dpi) redoes every output it changes.
 _ADDED_LATER = {"output_bit_depth": 8, "output_dpi": None}
@@ -63,11 +70,17 @@ def is_done(out_dir: Path, output: Path, fingerprint: str | None) -> bool:
     return recorded is not None and recorded.get("fingerprint") == fingerprint
 
 
+def undeclared_settings(settings_type: type) -> set[str]:
+    """Fields of a settings dataclass that are in neither list: the fingerprint must not guess."""
+    return {field.name for field in fields(settings_type)} - set(PICTURE_SETTINGS) - set(NOT_PICTURE_SETTINGS)
+
+
 def settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleSizing, init_sha: str | None) -> dict[str, Any]:
     """The part of a fingerprint that every job of a run shares."""
-    data = asdict(settings)
-    for volatile in _VOLATILE:
-        data.pop(volatile)
+    missing = undeclared_settings(type(settings))
+    if missing:
+        raise TypeError(f"declare {sorted(missing)} in PICTURE_SETTINGS or NOT_PICTURE_SETTINGS (stylepipe.plan.resume)")
+    data = {name: value for name, value in asdict(settings).items() if name in PICTURE_SETTINGS}
     for key, default in _ADDED_LATER.items():
         if data[key] == default:
             del data[key]
