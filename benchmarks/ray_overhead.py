@@ -1,7 +1,7 @@
 """What the `ray` executor costs and gains on one machine: the same jobs with `local` (all cores,
 then one thread), with Ray and one worker, and with Ray and one worker per core. By hand only:
 
-    .venv/bin/python benchmarks/ray_overhead.py [--max-side 128] [--steps 20] [--styles 2] [--repeat 1]
+    .venv/bin/python -m benchmarks.ray_overhead [--max-side 128] [--steps 20] [--styles 2] [--repeat 1]
 
 Every run starts from an empty output folder and an empty cache, so each one computes the same
 style targets on the driver; a Ray run's wall time includes starting Ray, starting its actors

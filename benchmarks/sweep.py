@@ -1,13 +1,14 @@
 """Sweep of the transfer defaults: style weight × steps × schedule × TV, judged by the held-out score.
 
-Runs stylepipe's own tensor functions in one process (the network loaded once) over the sample
-photos × paintings at one size, writes every output as PNG, and prints one row per setting with
-the held-out score (benchmarks/heldout.py: style and content distances at layers no loss uses,
-speckles per 10,000 px) and the optimisation seconds. Seconds here are for comparing settings with
-each other on one machine; the peer comparison (`throughput.py`) times `stylepipe run` as users do.
+Runs stylepipe's public API (`Stylizer`: the network loaded once per setting, every style target
+computed once) over the sample photos × paintings at one size, writes every output as PNG, and
+prints one row per setting with the held-out score (benchmarks/heldout.py: style and content
+distances at layers no loss uses, speckles per 10,000 px) and the optimisation seconds. Seconds
+here are for comparing settings with each other on one machine; the peer comparison
+(`throughput.py`) times `stylepipe run` as users do.
 
-    .venv/bin/python benchmarks/sweep.py                      # the published sweep (docs/quality.md)
-    .venv/bin/python benchmarks/sweep.py --styles starry_night --configs default,single100
+    .venv/bin/python -m benchmarks.sweep "sw=200,steps=50,tv=10" "sw=100,split=40+40"   # docs/quality.md
+    .venv/bin/python -m benchmarks.sweep "sw=200,steps=50" --styles starry_night --contents chelsea
 """
 
 from __future__ import annotations
@@ -20,20 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+from stylepipe import Stylizer
+from stylepipe.io.images import save_image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from stylepipe.core.geometry import resize, target_size  # noqa: E402
-from stylepipe.core.objective import Objective, content_targets
-from stylepipe.core.optimize import OptimizeSettings, Pyramid, initial_image, optimize, optimize_pyramid, resample
-from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
-from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams, TotalVariation, TVParams  # noqa: E402
-from stylepipe.io.images import load_image, save_image
-from stylepipe.io.weights import build_extractor  # noqa: E402
-
-from _common import CONTENT_DIR, REPO, markdown_table, write_result  # noqa: E402
-from heldout import HeldOutScore  # noqa: E402
+from ._common import CONTENT_DIR, REPO, markdown_table, write_result
+from .heldout import HeldOutScore
 
 STYLE_DIR = REPO / "samples" / "styles"
 
@@ -71,26 +63,14 @@ def parse_setting(text: str) -> Setting:
                    float(values.get("noise", 1)))
 
 
-def run_one(extractor, setting: Setting, content: torch.Tensor, style_targets) -> tuple[torch.Tensor, float]:
-    terms = [StyleLoss(StyleParams(weight=setting.style_weight)), TotalVariation(TVParams(weight=setting.tv))]
-    if not setting.palette:
-        terms.insert(0, ContentLoss(ContentParams()))
-    style = {"style": style_targets["style"]}
-
-    def objective_at(size: tuple[int, int]) -> Objective:
-        scaled = resample(content, size)
-        return Objective(extractor, terms, content_targets(extractor, terms, scaled), style)
-
-    init = content
-    if setting.palette:
-        init = initial_image("noise", None, tuple(content.shape), 0, noise=setting.noise).to(content.device)
-    settings = OptimizeSettings(optimizer=setting.optimizer, steps=setting.steps)  # type: ignore[arg-type]
-    start = time.perf_counter()
-    if setting.levels > 1:
-        result = optimize_pyramid(init, objective_at, settings, Pyramid(setting.levels, setting.factor, setting.split))
-    else:
-        result = optimize(init, objective_at(tuple(content.shape[-2:])), settings)
-    return result.image, time.perf_counter() - start
+def stylizer_for(setting: Setting, size: int, device: str) -> Stylizer:
+    """The setting as the Python API's keywords: what `stylepipe run` does with the same keys."""
+    pyramid: dict[str, Any] = {"levels": setting.levels, "factor": setting.factor}
+    if setting.split:
+        pyramid["steps"] = list(setting.split)
+    palette = {"init": "noise", "noise": setting.noise, "content_weight": 0.0} if setting.palette else {}
+    return Stylizer(device=device, max_side=size, steps=setting.steps, optimizer=setting.optimizer, seed=0,
+                    style_weight=setting.style_weight, tv_weight=setting.tv, pyramid=pyramid, **palette)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,31 +83,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/stylepipe-sweep"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    extractor = build_extractor("vgg19-gatys", None, "avg", device)
     styles = sorted(STYLE_DIR.glob("*.jpg")) if args.styles == "all" else [STYLE_DIR / f"{s}.jpg" for s in args.styles.split(",")]
     contents = sorted(CONTENT_DIR.glob("*.jpg")) if args.contents == "all" else [CONTENT_DIR / f"{c}.jpg" for c in args.contents.split(",")]
     settings = [parse_setting(text) for text in args.settings]
+    stylizers = [stylizer_for(setting, args.size, args.device) for setting in settings]
     rows, records = [], []
     for style_path in styles:
         judge = HeldOutScore(style_path, args.size, args.device)
-        targets = compute_targets([WeightedImage(load_image(style_path).tensor, 1.0)], extractor,
-                                  [StyleLoss(StyleParams())], StyleSizing(args.size, None), device)
-        targets = {name: {k: v.to(device) for k, v in t.items()} for name, t in targets.items()}
-        photo_pairs = []
-        for content_path in contents:
-            image = load_image(content_path).tensor
-            size = target_size(image.shape[-2], image.shape[-1], args.size, None)
-            photo_pairs.append((content_path, resize(image, size).unsqueeze(0).to(device)))
-        for index, setting in enumerate(settings):
+        for index, (setting, stylizer) in enumerate(zip(settings, stylizers)):
+            style = stylizer.style(style_path)
             folder = args.out / f"s{index}"
             folder.mkdir(parents=True, exist_ok=True)
             seconds, pairs = 0.0, []
-            for content_path, content in photo_pairs:
-                image, took = run_one(extractor, setting, content, targets)
-                seconds += took
+            for content_path in contents:
+                start = time.perf_counter()
+                image = stylizer.stylize(content_path, style, as_tensor=True)
+                seconds += time.perf_counter() - start
                 output = folder / f"{content_path.stem}__{style_path.stem}.png"
-                save_image(image[0].cpu(), output, "png")
+                save_image(image.cpu(), output, "png")
                 pairs.append((output, content_path))
             score = judge.mean(pairs)
             rows.append([style_path.stem, setting.label(), score.style, score.content, score.speckles, seconds / len(pairs)])

@@ -26,7 +26,7 @@ import torch
 import yaml
 from PIL import Image
 
-from _common import (
+from ._common import (
     BENCHMARKS,
     DEFAULT_STYLE,
     ProcessResult,
@@ -44,7 +44,7 @@ from _common import (
     workspace,
     write_result,
 )
-from heldout import HeldOutScore
+from .heldout import HeldOutScore
 
 PASTICHE = BENCHMARKS / ".venv-pastiche" / "bin" / "pastiche"
 _ELAPSED = re.compile(r"^(\d+)\s+([\d.]+)\s+\S+\s*$")

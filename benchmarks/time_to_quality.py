@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import (
+from ._common import (
     DEFAULT_STYLE,
     ReferenceLoss,
     base_parser,

@@ -37,7 +37,7 @@ SKIP = {
     r"^make test\b": "runs this test suite itself",
     r"\bpip install\b": "installs packages from the network",
     r"^python3 -m venv\b": "creates a virtualenv for a benchmark peer (network installs follow)",
-    r"\bbenchmarks/": "a benchmark: minutes to hours by design; results are in docs/benchmarks.md",
+    r"\bbenchmarks[./]": "a benchmark: minutes to hours by design; results are in docs/benchmarks.md",
     r"converge\.py": "measures 500-step loss curves of eleven reconstructions (half an hour on two CPU cores); results in the README",
     r"^ray start\b": "starts a node of a Ray cluster",
     r"ray\.address=auto": "needs a running Ray cluster",

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.chromium import Chromium, find_chromium
 from stylepipe.config.load import load_pipeline
 from stylepipe.running.runner import run_pipeline
 
-from chromium import Chromium, find_chromium
 from conftest import sample
 
 BROWSER = find_chromium()
