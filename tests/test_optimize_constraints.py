@@ -8,7 +8,7 @@ import torch
 from stylepipe.core.geometry import resize
 from stylepipe.core.lbfgs import MAX_STEP_RMS
 from stylepipe.core.objective import Objective, content_targets
-from stylepipe.core.optimize import OptimizeSettings, Pyramid, initial_image, optimize, optimize_pyramid, resample
+from stylepipe.core.optimize import OptimizeSettings, Pyramid, initial_image, optimize, optimize_pyramid
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
 from stylepipe.extend.terms import ContentLoss, LossTerm, StyleLoss, StyleParams
 from stylepipe.io.images import load_image
@@ -80,7 +80,7 @@ def test_pyramid_hands_off_through_every_level_at_96_by_128(gatys):
 
     def objective_at(size: tuple[int, int]) -> Objective:
         recorders[size] = Recorder()
-        scaled = resample(content, size)
+        scaled = resize(content, size)
         return _objective(gatys, scaled, 200.0, recorders[size])
 
     pyramid = Pyramid(levels=2, factor=2.0, steps=(6, 4))
@@ -92,5 +92,5 @@ def test_pyramid_hands_off_through_every_level_at_96_by_128(gatys):
     # the fine level's first picture is the coarse level's result, upsampled — not the photo
     handed = fine[0]
     assert not torch.allclose(handed, content, atol=1e-3)
-    candidates = [resample(image, (96, 128)) for image in coarse]
+    candidates = [resize(image, (96, 128)) for image in coarse]
     assert any(torch.allclose(handed, candidate, atol=1e-5) for candidate in candidates)

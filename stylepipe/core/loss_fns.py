@@ -37,7 +37,18 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     """Channel correlations that forget *where* things are: the paper's style representation."""
     b, c, h, w = features.shape
     flat = features.reshape(b, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    return normalised_gram(torch.bmm(flat, flat.transpose(1, 2)), h * w)
+
+
+def normalised_gram(sums: torch.Tensor, positions: int) -> torch.Tensor:
+    """Σ F Fᵀ over `positions` positions (B, C, C) → the Gram matrix divided by C·M: the one place
+    the normalisation lives, for whole pictures (`gram`) and for sums added up over tiles."""
+    return sums / (sums.shape[1] * positions)
+
+
+def gram_error(gram_matrix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """E_l from a Gram matrix, per image: ¼ of the summed squared difference to the target."""
+    return 0.25 * (gram_matrix - target).pow(2).flatten(1).sum(dim=1)
 
 
 def per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,7 +64,7 @@ def content_loss(features: Features, targets: Features, layer_weights: Mapping[s
 
 def gram_distance(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The paper's per-layer style error E_l, per image: ¼ of the summed squared Gram difference."""
-    return 0.25 * (gram(features) - target).pow(2).flatten(1).sum(dim=1)
+    return gram_error(gram(features), target)
 
 
 def style_loss(features: Features, targets: Features, layer_weights: Mapping[str, float]) -> torch.Tensor:

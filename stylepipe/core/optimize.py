@@ -31,9 +31,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from .errors import OptimizationError
+from .geometry import resize
 from .lbfgs import BatchLBFGS, flat_pixels
 from .network import is_out_of_memory
 from .objective import Objective, Precision
@@ -237,13 +237,6 @@ class Pyramid:
         return counts
 
 
-def resample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bicubic resize of a batch, for moving between pyramid levels."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    return F.interpolate(image, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0.0, 1.0)
-
-
 def optimize_pyramid(
     init: torch.Tensor,
     objective_at: Callable[[tuple[int, int]], Objective],
@@ -262,7 +255,7 @@ def optimize_pyramid(
     done, history = 0, []
     result: OptimizeResult | None = None
     for size, steps in zip(sizes, counts):
-        start = resample(init if result is None else result.image, size)
+        start = resize(init if result is None else result.image, size)  # the previous level's result, upsampled
 
         def progress(step: int, _total: int, loss: float, offset: int = done) -> None:
             if on_step:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import torch
-import torch.nn.functional as F
+
+from .geometry import resize
 
 ColorSpace = Literal["ycbcr", "lab"]
 
@@ -149,12 +150,7 @@ def _match(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
         if content.shape[0] != 1:
             raise ValueError(f"a batch of {content.shape[0]} content images for one stylised image")
         content = content.squeeze(0)
-    if tuple(content.shape[-2:]) != tuple(stylized.shape[-2:]):
-        batch = content if content.dim() == 4 else content.unsqueeze(0)
-        batch = F.interpolate(
-            batch, size=tuple(stylized.shape[-2:]), mode="bicubic", antialias=True, align_corners=False
-        ).clamp_(0.0, 1.0)
-        content = batch if content.dim() == 4 else batch.squeeze(0)
+    content = resize(content, (stylized.shape[-2], stylized.shape[-1]))
     if stylized.dim() == 4:
         if content.dim() == 3:
             content = content.unsqueeze(0)

@@ -19,6 +19,8 @@ from ..core.loss_fns import (
     content_loss,
     gram,
     gram_distance,
+    gram_error,
+    normalised_gram,
     per_image_mse,
     style_loss,
     tv_loss,
@@ -182,13 +184,12 @@ class StyleLoss(LayeredTerm):
         """The weighted mean of E_l, with gram = Σ F Fᵀ / (C·M) as in `gram`."""
         weights = self.layer_weights
         total = sum(weights.values())
-        grams = {l: stats[l] / (stats[l].shape[1] * positions[l]) for l in weights}
-        errors = {l: 0.25 * (grams[l] - style[l]).pow(2).flatten(1).sum(dim=1) for l in weights}
+        errors = {l: gram_error(normalised_gram(stats[l], positions[l]), style[l]) for l in weights}
         return cast(torch.Tensor, sum(w * errors[l] for l, w in weights.items()) / total)
 
     def targets_from_statistics(self, stats: Features, positions: Mapping[str, int]) -> TensorDict:
         """`style_targets` from a style picture's summed statistics (batch of one): its Gram matrices."""
-        return {layer: (stats[layer] / (stats[layer].shape[1] * positions[layer]))[0] for layer in self.layers}
+        return {layer: normalised_gram(stats[layer], positions[layer])[0] for layer in self.layers}
 
 
 class TotalVariation(LossTerm):

@@ -19,7 +19,6 @@ from ..core.optimize import (
     initial_image,
     optimize,
     optimize_pyramid,
-    resample,
 )
 from ..core.postprocess import ColorSpace, postprocess
 from ..core.tiling import content_targets as tiled_content_targets
@@ -69,7 +68,7 @@ def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[
     def objective_at(size: tuple[int, int]) -> Objective:
         tiling = (memory if size == (height, width) else
                   plan_memory(ctx.extractor, terms, size, count, settings.optimize, settings.tile, budget)).tiling
-        scaled = resample(content, size) if content is not None else None
+        scaled = resize(content, size) if content is not None else None
         targets: Targets = {}
         if scaled is not None:
             targets = (tiled_content_targets(ctx.extractor, terms, scaled, tiling) if tiling is not None
