@@ -39,7 +39,7 @@ _EXPORTS = {
     "StyleContext": "stylepipe.extend.sources",
     "WeightedImage": "stylepipe.core.target_fns",
     "check_layers": "stylepipe.core.network",
-    "layer_list": "stylepipe.core.network",
+    "layer_list": "stylepipe.extend.terms",
     "gram": "stylepipe.core.loss_fns",
     "per_image_mse": "stylepipe.core.loss_fns",
     "Features": "stylepipe.core.loss_fns",
@@ -74,11 +74,11 @@ if TYPE_CHECKING:
         TilingError,
     )
     from .core.loss_fns import Features, TensorDict, TileSafeTerm, gram, per_image_mse
-    from .core.network import check_layers, layer_list
+    from .core.network import check_layers
     from .core.target_fns import WeightedImage
     from .extend.registries import register_loss, register_style_source
     from .extend.sources import SourceParams, StyleContext, StyleSource
-    from .extend.terms import LayeredParams, LayeredTerm, LossTerm, TermParams
+    from .extend.terms import LayeredParams, LayeredTerm, LossTerm, TermParams, layer_list
     from .io.images import IMAGE_SUFFIXES
     from .report.record import RunReport
 

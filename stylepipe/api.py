@@ -28,7 +28,7 @@ from .config.load import validate_model
 from .config.overrides import Override
 from .config.positions import SourceMap
 from .config.schema import StyleEntry
-from .core.device import resolve_device, resolve_precision
+from .core.device import resolve_precision
 from .core.errors import ConfigError, StylepipeError
 from .core.loss_fns import Targets
 from .core.network import is_out_of_memory
@@ -43,7 +43,7 @@ from .plan.styles import entry_sources
 from .report.record import RunReport
 from .running.batcher import in_batches
 from .running.context import WorkerContext, WorkerSpec, resolve_batch_size
-from .running.runner import load_checked, open_cache, run_pipeline, target_store
+from .running.runner import load_checked, open_cache, run_device, run_pipeline, target_store
 from .running.stylize import stylize_batch
 from .running.worker import fit_content
 from .targets.cache import TargetCache
@@ -112,7 +112,7 @@ class Stylizer:
         self._given = given + overrides(settings, "Stylizer", STYLIZER_SECTIONS)
         self._setup = Setup.from_keywords(self._given, "Stylizer()")
         run_settings = self._setup.settings
-        self.device: torch.device = resolve_device(run_settings.device)
+        self.device: torch.device = run_device(run_settings.device)
         extractor = build_extractor(run_settings.network, run_settings.network_weights, run_settings.pooling, self.device)  # type: ignore[arg-type]
         spec = WorkerSpec(self._setup.terms, run_settings, out_dir=Path.cwd())  # outputs are returned, never written
         self._context = WorkerContext.from_spec(spec, extractor, self.device)

@@ -426,7 +426,8 @@ def test_plan_takes_runs_options_and_previews_exactly(project: Path) -> None:
     assert all(Path(j["output"]).parent == project / "elsewhere" for j in jobs)
     shards = [{j["job"] for j in json.loads(invoke("plan", path, "--shard", f"{i}/2", "--json").stdout)["jobs"]} for i in (0, 1)]
     assert shards[0] | shards[1] == {0, 1, 2, 3} and not shards[0] & shards[1]
-    assert invoke("validate", path, "-o", project / "x", "--shard", "0/2", "--max-jobs", "1").exit_code == 0
+    assert invoke("validate", path, "-o", project / "x", "--shard", "0/2").exit_code == 0
+    assert invoke("validate", path, "--max-jobs", "1").exit_code == 2, "validate runs nothing: a job bound means nothing to it"
 
 
 def test_plain_log_of_a_run_with_a_failure_is_one_timestamped_line_per_event(project: Path) -> None:

@@ -156,7 +156,6 @@ def validate(
     executor: ExecutorOpt = None,
     shard: ShardOpt = None,
     force: ForceOpt = False,
-    max_jobs: MaxJobsOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Check the pipeline (schema, files, plugins) without running anything; every mistake at once."""

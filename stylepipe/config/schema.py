@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..extend.terms import ContentParams, StyleParams, TVParams
+from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
 from ..io.images import SIXTEEN_BIT_FORMATS
 from ..io.weights import NETWORKS
 from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
@@ -225,8 +225,6 @@ class ReconstructConfig(Strict):
     @field_validator("layers")
     @classmethod
     def _known_layers(cls, value: list[str]) -> list[str]:
-        from ..core.network import layer_list
-
         return layer_list(value)
 
 

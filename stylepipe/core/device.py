@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import EnvironmentProblem
+from .errors import DeviceUnavailable, EnvironmentProblem
 
 
 def resolve_device(name: str) -> torch.device:
@@ -21,9 +21,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise EnvironmentProblem(f"network.device is {name!r} but no CUDA device is available; use auto or cpu")
+        raise DeviceUnavailable(name, "no CUDA device is available; use auto or cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise EnvironmentProblem(f"network.device is {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        raise DeviceUnavailable(name, f"only {torch.cuda.device_count()} CUDA device(s) exist")
     return device
 
 

@@ -22,6 +22,19 @@ class PluginError(ConfigError):
     """A plugin file or entry point could not be loaded or is malformed."""
 
 
+class DeviceUnavailable(EnvironmentProblem):
+    """The device asked for is not on this machine; `reason` says what is missing and what to use."""
+
+    def __init__(self, requested: str, reason: str) -> None:
+        self.requested = requested
+        self.reason = reason
+        super().__init__(f"device {requested!r}: {reason}")
+
+
+class StyleTooSmall(StylepipeError):
+    """A style picture is too small at the style size for the network's deepest block."""
+
+
 class InputError(StylepipeError):
     """One input file cannot be used; fails only the jobs that need it."""
 

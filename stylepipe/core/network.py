@@ -53,17 +53,6 @@ def check_layers(layers: Iterable[str]) -> None:
         raise ConfigError(f"unknown VGG19 layer(s) {', '.join(unknown)}{hint}; valid: conv1_1 … relu5_4, pool1 … pool5")
 
 
-def layer_list(value: list[str]) -> list[str]:
-    """The body of every pydantic validator of a layer list: non-empty, each a known tap."""
-    if not value:
-        raise ValueError("at least one layer is needed")
-    try:
-        check_layers(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
 def tap_channels(layer: str) -> int:
     """Channels of a tap's output: its block's (conv3_2, relu3_2 and pool3 all have 256)."""
     check_layers([layer])

@@ -212,7 +212,7 @@ class Pyramid:
 
     levels: int = 1
     factor: float = 2.0
-    steps: tuple[int, ...] | None = None  # coarse → fine; default: half the budget at the coarsest
+    steps: tuple[int, ...] | None = None  # coarse → fine; default: halving per level (4:2:1 for three levels)
 
     def sizes(self, full: tuple[int, int]) -> list[tuple[int, int]]:
         """Sizes from coarsest to full; a level never drops below 32 px on its short side."""

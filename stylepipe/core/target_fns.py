@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import StylepipeError
+from .errors import StyleTooSmall
 from .geometry import MIN_SIDE, resize, target_size, tile
 from .loss_fns import Targets, Term
 from .network import FeatureExtractor
@@ -71,8 +71,8 @@ def compute_targets(
         tile_size = max(1, round(height / picture.grid)), max(1, round(width / picture.grid))
         height, width = tile_size[0] * picture.grid, tile_size[1] * picture.grid
         if min(height, width) < MIN_SIDE:  # block 5's padding would fail, or its features vanish
-            raise StylepipeError(f"picture {number} is {width}×{height} px at the style size; every side needs "
-                                 f"at least {MIN_SIDE} px: raise size.style_max_side or size.style_scale")
+            raise StyleTooSmall(f"picture {number} is {width}×{height} px at the style size; every side needs "
+                                f"at least {MIN_SIDE} px")
         image = tile(resize(picture.image, tile_size), picture.grid).to(device=device, dtype=dtype)
         tiling = tile_for((height, width)) if tile_for is not None else None
         if tiling is not None:

@@ -295,7 +295,7 @@ def style_targets(extractor: FeatureExtractor, terms: Sequence[Term], image: tor
     for term in style_terms:
         if not callable(getattr(term, "targets_from_statistics", None)):
             raise TilingError(f"loss term {term.name!r} cannot compute its style targets tile by tile: it has no "
-                              "targets_from_statistics (see stylepipe.core.losses.TileSafeTerm)")
+                              "targets_from_statistics (see stylepipe.core.loss_fns.TileSafeTerm)")
     if not style_terms:
         return {}
     layers = sorted({layer for term in style_terms for layer in term.layers})

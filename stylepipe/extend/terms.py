@@ -11,6 +11,7 @@ from typing import Any, ClassVar, cast
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..core.errors import ConfigError
 from ..core.loss_fns import (
     Features,
     Side,
@@ -25,12 +26,24 @@ from ..core.loss_fns import (
     style_loss,
     tv_loss,
 )
+from ..core.network import check_layers
 
 __all__ = [
     "BUILTIN_TERMS", "ContentLoss", "ContentParams", "Features", "LayeredParams", "LayeredTerm", "LossTerm", "Side",
     "StyleLoss", "StyleParams", "TVParams", "TensorDict", "TermParams", "TileSafeTerm", "TotalVariation", "content_loss", "gram",
-    "gram_distance", "per_image_mse", "style_loss", "tv_loss",
+    "gram_distance", "layer_list", "per_image_mse", "style_loss", "tv_loss",
 ]
+
+
+def layer_list(value: list[str]) -> list[str]:
+    """The body of every pydantic validator of a layer list: non-empty, each a known tap."""
+    if not value:
+        raise ValueError("at least one layer is needed")
+    try:
+        check_layers(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 # --- the LossTerm protocol -------------------------------------------------------------------
@@ -99,8 +112,6 @@ class LayeredParams(TermParams):
     @field_validator("layers")
     @classmethod
     def _not_empty(cls, value: list[str]) -> list[str]:
-        from ..core.network import layer_list
-
         return layer_list(value)
 
 

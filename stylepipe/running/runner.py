@@ -18,7 +18,7 @@ from ..config.collect import ErrorCollector
 from ..config.load import LoadedPipeline, SchemaError, load_pipeline, pipeline_from_dict
 from ..config.overrides import Override
 from ..core.device import resolve_device
-from ..core.errors import ConfigError, EnvironmentProblem, StylepipeError
+from ..core.errors import ConfigError, DeviceUnavailable, EnvironmentProblem, StylepipeError
 from ..core.network import FeatureExtractor, network_fingerprint
 from ..core.target_fns import StyleSizing, style_terms, targets_to
 from ..extend.sources import StyleSource
@@ -39,6 +39,14 @@ from .events import NullEvents, RunEvents
 from .executors import get_executor
 from .executors.base import Executor
 from .schedule import RunBounds, RunLock, Shard
+
+
+def run_device(name: str) -> torch.device:
+    """The device `network.device` names; one that is absent is an environment problem naming the key."""
+    try:
+        return resolve_device(name)
+    except DeviceUnavailable as exc:
+        raise EnvironmentProblem(f"network.device is {exc.requested!r} but {exc.reason}") from None
 
 
 def open_cache(pipeline: LoadedPipeline) -> TargetCache:
@@ -147,7 +155,7 @@ def run_pipeline(
     plan = make_plan(pipeline, force=force, output_dir=output_dir)
     if shard is not None:
         plan.keep(shard.owns)
-    device = resolve_device(plan.settings.device)
+    device = run_device(plan.settings.device)
     report = RunReport(pipeline=str(pipeline.path), device=str(device), shard=shard.suffix if shard else None,
                        network=plan.settings.network, settings=key_settings(plan.settings, plan.terms),
                        styles=style_pictures(plan.jobs))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..core.errors import StylepipeError, StyleTooSmall
 from ..core.loss_fns import Targets
 from ..core.network import FeatureExtractor
 from ..core.target_fns import StyleSizing, compute_targets, flatten, unflatten
@@ -47,8 +48,11 @@ class TargetStore:
         if cached is not None:
             self.cache_hits += 1
             return unflatten(cached)
-        targets = compute_targets(source.images(), self.extractor, self.terms, self.sizing, self.device,
-                                  tile_for=self.tile_for)
+        try:
+            targets = compute_targets(source.images(), self.extractor, self.terms, self.sizing, self.device,
+                                      tile_for=self.tile_for)
+        except StyleTooSmall as exc:  # the core knows sizes, the pipeline knows which keys set them
+            raise StylepipeError(f"{exc}: raise size.style_max_side or size.style_scale") from None
         self.computed += 1
         self.cache.put(key, flatten(targets))
         return targets
