@@ -314,9 +314,9 @@ class ReferenceLoss:
 
     def __init__(self, style: Path, max_side: int, device: str = "cpu") -> None:
         from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
+        from stylepipe.extend.networks import build_extractor
         from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams
         from stylepipe.io.images import load_image
-        from stylepipe.io.weights import build_extractor
 
         self.max_side = max_side
         self.device = torch.device(device)

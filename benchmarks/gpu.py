@@ -36,9 +36,9 @@ from stylepipe.core.network import FeatureExtractor, is_out_of_memory
 from stylepipe.core.objective import Objective, content_targets
 from stylepipe.core.optimize import OptimizeSettings, optimize
 from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets
+from stylepipe.extend.networks import build_extractor
 from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams
 from stylepipe.io.images import load_image
-from stylepipe.io.weights import build_extractor
 from stylepipe.running.context import auto_batch_size, tune_for_device
 
 from ._common import (

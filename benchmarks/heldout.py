@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from stylepipe.core.geometry import resize, target_size
 from stylepipe.core.loss_fns import gram
+from stylepipe.extend.networks import build_extractor
 from stylepipe.io.images import load_image
-from stylepipe.io.weights import build_extractor
 
 STYLE_LAYERS = ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")
 CONTENT_LAYERS = ("relu3_2", "relu5_2")

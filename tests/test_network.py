@@ -10,7 +10,8 @@ import torchvision
 
 from stylepipe.core.errors import ConfigError, EnvironmentProblem
 from stylepipe.core.network import TAPS, FeatureExtractor, check_layers, deepest, random_weights
-from stylepipe.io.weights import GATYS_SHA256, gatys_weights_path, load_gatys, load_torchvision, load_weights
+from stylepipe.extend.networks import load_weights
+from stylepipe.io.weights import GATYS_SHA256, gatys_weights_path, load_gatys, load_torchvision
 
 
 def test_gatys_weights_come_from_the_wheel_and_match_the_hash(gatys):

@@ -129,12 +129,14 @@ def pixels(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
-def test_ray_gives_the_local_results_and_workers_never_compute_targets(tmp_path, spy, monkeypatch):
+def test_ray_gives_the_local_results_and_workers_never_compute_targets(tmp_path, spy, monkeypatch, request):
     """First in the file, so the executor starts (and stops) its own Ray, as `stylepipe run` does."""
     ray = pytest.importorskip("ray")
     from stylepipe.running.executors.ray import RayExecutor
 
-    monkeypatch.setitem(EXECUTORS, "ray", lambda config: RayExecutor(config.ray, batch_size=2))  # batches of a style
+    saved = EXECUTORS.snapshot()
+    EXECUTORS.register("ray", lambda config: RayExecutor(config.ray, batch_size=2), override=True)  # batches of a style
+    request.addfinalizer(lambda: EXECUTORS.restore(saved))
     was_running = ray.is_initialized()
     common = {
         "content": [str(sample("chelsea")), str(sample("coffee"))],

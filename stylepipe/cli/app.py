@@ -230,12 +230,13 @@ def plan_cmd(
 @app.command()
 def networks(verbose: VerboseOpt = False) -> None:
     """The networks stylepipe knows and whether their weights are available here."""
-    from ..io.weights import NETWORKS, weights_availability
+    from ..extend.networks import NETWORKS
 
     verbose_logging(verbose)
-    for name, description in NETWORKS.items():
-        available, where = weights_availability(name)
-        stdout.print(f"{name}: {description}\n    weights: {'available' if available else 'NOT available'} — {where}")
+    for name in NETWORKS.names():
+        spec = NETWORKS.get(name)
+        available, where = spec.availability()
+        stdout.print(f"{name}: {spec.description}\n    weights: {'available' if available else 'NOT available'} — {where}")
 
 
 def main() -> None:

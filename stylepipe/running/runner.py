@@ -21,10 +21,10 @@ from ..core.device import resolve_device
 from ..core.errors import ConfigError, DeviceUnavailable, EnvironmentProblem, StylepipeError
 from ..core.network import FeatureExtractor, network_fingerprint
 from ..core.target_fns import StyleSizing, style_terms, targets_to
+from ..extend.networks import build_extractor, weights_id
 from ..extend.sources import StyleSource
 from ..extend.terms import LossTerm
 from ..io.atomic import sweep_partials, write_json_atomic
-from ..io.weights import build_extractor, weights_id
 from ..plan.build import build_plan
 from ..plan.jobs import Job, Plan
 from ..plan.resume import read_sidecar

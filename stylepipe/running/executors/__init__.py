@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ...core.errors import ConfigError
+from ...extend.registries import BUILTIN, Registry
 from .base import Executor
 from .local import LocalExecutor
 
@@ -20,20 +20,19 @@ def _ray(config: PipelineConfig | None) -> Executor:
     return RayExecutor(config.ray if config is not None else None)
 
 
+def _local(config: PipelineConfig | None) -> Executor:
+    return LocalExecutor()
+
+
 #: name → factory given the pipeline's config (for the settings of its own section, if any).
-EXECUTORS: dict[str, Callable[[PipelineConfig | None], Executor]] = {
-    "local": lambda config: LocalExecutor(),
-    "ray": _ray,
-}
+EXECUTORS: Registry[Callable[[PipelineConfig | None], Executor]] = Registry("executor", None)
+EXECUTORS.register("local", _local, origin=BUILTIN)
+EXECUTORS.register("ray", _ray, origin=BUILTIN)
 
 
 def get_executor(name: str, config: PipelineConfig | None = None) -> Executor:
     """Resolve an executor name from the config or `--executor`, configured from `config`."""
-    try:
-        factory = EXECUTORS[name]
-    except KeyError:
-        raise ConfigError(f"unknown executor {name!r}; available: {', '.join(EXECUTORS)}") from None
-    return factory(config)
+    return EXECUTORS.get(name)(config)
 
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "get_executor"]
