@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..plan.outputs import job_label
 from ..report.record import ItemReport
 from .options import log, stderr
 from .progress import Clock, PlainThrottle, ProgressTracker, format_duration
@@ -85,10 +86,8 @@ class CliEvents:
 
 
 def job_name(content: str | None, style: str | None, layers: str | None) -> str:
-    """`chelsea.jpg × scream`, or for a reconstruction `chelsea.jpg from conv3_1`."""
-    parts = [Path(content).name if content else None, style]
-    name = " × ".join(part for part in parts if part)
-    return f"{name} from {layers}" if layers else name
+    """`chelsea.jpg × scream`: the content's file name only, so a progress line stays short."""
+    return job_label(Path(content).name if content else None, style, layers)
 
 
 def style_cell(style: str | None, layers: str | None) -> str:

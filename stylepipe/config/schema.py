@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ..extend.networks import NETWORKS
 from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
-from ..io.images import SIXTEEN_BIT_FORMATS
+from ..io.images import DEFAULT_MAX_INPUT_PIXELS, SIXTEEN_BIT_FORMATS
 from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
 from .defaults import NOISE_AMPLITUDE
 
@@ -177,7 +177,7 @@ class CacheConfig(Strict):
 
 
 class LimitsConfig(Strict):
-    max_input_pixels: int = Field(178_956_970, ge=1, description="decompression-bomb guard for every input")
+    max_input_pixels: int = Field(DEFAULT_MAX_INPUT_PIXELS, ge=1, description="decompression-bomb guard for every input")
     max_memory_mb: int | None = Field(None, ge=256, description="memory one batch may use (RAM on the CPU, device "
                                                              "memory on a GPU); default: what is free; size.tile: auto keeps within it")
 

@@ -18,7 +18,7 @@ from ..extend.terms import LossTerm
 from .inputs import FileHasher, PictureLoader, expand_inputs
 from .jobs import Job, Plan, Rejected
 from .loss_setup import mode_warnings, sweep_for
-from .outputs import output_path
+from .outputs import job_label, output_path
 from .resume import is_done, job_fingerprint, settings_digest
 from .run_settings import shared_settings
 from .styles import build_styles
@@ -96,12 +96,11 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
 
 
 def _describe(first: Job | Path | None, style: StyleSource | None = None, step: SweepStep | None = None) -> str:
-    """A job in words for error messages: `chelsea.jpg × scream`, `starry_night from conv1_1`."""
+    """A job in words for error messages, with the content's path as configured."""
     if isinstance(first, Job):
         job = first
         first, style, step = job.content, job.style, job.sweep
-    name = " × ".join(part for part in (str(first) if first else None, style.label if style else None) if part)
-    return f"{name} from {step.label}" if step else name
+    return job_label(str(first) if first else None, style.label if style else None, step.label if step else None)
 
 
 def _pairs(cfg: PipelineConfig, terms: list[LossTerm], contents: list[Path | None],

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 
+#: The output folder's hidden state: sidecars (resume), the run lock and the report's thumbnails.
+STATE_DIR = ".stylepipe"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -28,3 +30,10 @@ def output_path(out_dir: Path, pattern: str, fields: dict[str, str]) -> Path:
     if root not in path.parents:
         raise ConfigError(f"output.pattern {pattern!r} gives {name!r}, which is outside {out_dir}")
     return path
+
+
+def job_label(content: str | None, style: str | None, layers: str | None = None) -> str:
+    """A job in words, for progress lines and messages: `chelsea.jpg × scream`, or for a
+    reconstruction `chelsea.jpg from conv3_1`; the caller chooses how much of a path to show."""
+    name = " × ".join(part for part in (content, style) if part)
+    return f"{name} from {layers}" if layers else name

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..io.atomic import write_json_atomic
 from ..io.hashing import sha256_json
+from .outputs import STATE_DIR
 
 if TYPE_CHECKING:
     from ..core.target_fns import StyleSizing
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from .run_settings import RunSettings
 
 ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-region L-BFGS steps
-SIDECAR_DIR = ".stylepipe"
 #: The run settings that change a picture: every one is in each output's fingerprint, so changing
 #: it redoes the outputs. (The network's weights and an init picture count by their bytes' hash.)
 PICTURE_SETTINGS = (
@@ -45,7 +45,7 @@ _ADDED_LATER = {"output_bit_depth": 8, "output_dpi": None}
 
 def sidecar_path(out_dir: Path, output: Path) -> Path:
     """Where the hash of what made an output lives: `<out>/.stylepipe/<name>.json`."""
-    return out_dir.resolve() / SIDECAR_DIR / (str(Path(output).resolve().relative_to(out_dir.resolve())) + ".json")
+    return out_dir.resolve() / STATE_DIR / (str(Path(output).resolve().relative_to(out_dir.resolve())) + ".json")
 
 
 def read_sidecar(out_dir: Path, output: Path) -> dict[str, Any] | None:

@@ -21,7 +21,8 @@ import jinja2
 
 from ..core.errors import ConfigError
 from ..io.atomic import write_text_atomic
-from ..plan.resume import SIDECAR_DIR, read_sidecar
+from ..plan.outputs import STATE_DIR
+from ..plan.resume import read_sidecar
 from .curves import Curve, loss_curves
 from .thumbnails import Thumb, ensure_thumbnail
 
@@ -36,7 +37,7 @@ def _display_name(content: str) -> str:
 
 
 @dataclass(frozen=True)
-class Picture:
+class PageImage:
     """A picture the page links to: its full-size address and its thumbnail, if one could be made."""
 
     href: str | None
@@ -51,7 +52,7 @@ class Header:
 
     name: str
     title: str
-    picture: Picture
+    picture: PageImage
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Cell:
     status: str
     content: str
     style: str
-    picture: Picture
+    picture: PageImage
     error: str | None = None
     seconds: float | None = None
     steps: int = 0
@@ -163,14 +164,14 @@ class _Links:
             return path.resolve().as_uri()
         return urllib.parse.quote(Path(relative).as_posix())
 
-    def picture(self, path: str | None) -> Picture:
+    def picture(self, path: str | None) -> PageImage:
         if not path or path == "-":
-            return Picture(None)
+            return PageImage(None)
         source = Path(path)
         thumb: Thumb | None = ensure_thumbnail(self.state_dir, source)
         if thumb is None:
-            return Picture(self.href(source) if source.is_file() else None)
-        return Picture(self.href(source), self.href(thumb.path), thumb.width, thumb.height)
+            return PageImage(self.href(source) if source.is_file() else None)
+        return PageImage(self.href(source), self.href(thumb.path), thumb.width, thumb.height)
 
 
 def locate_output(output: str, out_dir: Path) -> str:
@@ -231,7 +232,7 @@ def _summary(reports: list[dict[str, Any]], cells: list[Cell]) -> Summary:
 
 def build_sheet(reports: list[dict[str, Any]], page_dir: Path, out_dir: Path) -> Sheet:
     """Rows by content photo, columns by style, in job order; thumbnails made where missing."""
-    links = _Links(page_dir, out_dir / SIDECAR_DIR)
+    links = _Links(page_dir, out_dir / STATE_DIR)
     cells = [_cell(item, links, out_dir) for item in merge_items(reports)]
     cells.sort(key=lambda c: (c.job < 0, c.job))
     style_files: dict[str, list[str]] = {}

@@ -23,8 +23,7 @@ from pathlib import Path
 import filelock
 
 from ..core.errors import ConfigError, EnvironmentProblem, StylepipeError
-
-LOCK_DIR = ".stylepipe"
+from ..plan.outputs import STATE_DIR
 
 
 class RunLocked(StylepipeError):
@@ -68,7 +67,7 @@ class RunLock:
 
     def __init__(self, out_dir: Path, shard: Shard | None = None) -> None:
         name = f"run.{shard.suffix}.lock" if shard else "run.lock"
-        self.path = out_dir / LOCK_DIR / name
+        self.path = out_dir / STATE_DIR / name
         self.info_path = self.path.with_suffix(".json")
         self._lock = filelock.FileLock(str(self.path), timeout=0)
 
