@@ -289,7 +289,7 @@ class Stylizer:
                               "(it loads the network and opens the cache once); make another Stylizer")
         setup = Setup.from_keywords(self._given + extra, "stylize()")
         run_settings = setup.settings
-        context = replace(self._context, terms=setup.terms, settings=run_settings,
+        context = replace(self._context, spec=replace(self._context.spec, terms=setup.terms, settings=run_settings),
                           batch_size=resolve_batch_size(run_settings.batch_size, self.device, run_settings),
                           precision=resolve_precision(run_settings.precision, self.device))
         return setup, context

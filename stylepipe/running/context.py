@@ -41,26 +41,43 @@ class WorkerSpec:
 
 @dataclass
 class WorkerContext:
-    """What every job on one device shares; built once per run (or once per Ray actor)."""
+    """What every job on one device shares; built once per run (or once per Ray actor): the spec
+    (terms, settings, targets: what travels) plus what belongs to this device."""
 
+    spec: WorkerSpec
     extractor: FeatureExtractor
-    terms: list[LossTerm]
-    settings: RunSettings
     device: torch.device
-    out_dir: Path
-    style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
-    style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
-    spec: WorkerSpec | None = None  # what a remote executor ships to its workers
     should_stop: Callable[[], bool] = lambda: False  # driver-side: checked before each job/batch
     batch_size: int = 1  # images per device batch; halved for good after an out-of-memory
     precision: str = "fp32"  # resolved for this device: fp32, bf16 or fp16
+
+    @property
+    def terms(self) -> list[LossTerm]:
+        return self.spec.terms
+
+    @property
+    def settings(self) -> RunSettings:
+        return self.spec.settings
+
+    @property
+    def out_dir(self) -> Path:
+        return self.spec.out_dir
+
+    @property
+    def style_targets(self) -> dict[str, Targets]:
+        """By style label; the driver fills it in place before the jobs run."""
+        return self.spec.style_targets
+
+    @property
+    def style_errors(self) -> dict[str, str]:
+        """Style label → why its targets failed (its jobs fail with that cause)."""
+        return self.spec.style_errors
 
     @classmethod
     def from_spec(cls, spec: WorkerSpec, extractor: FeatureExtractor, device: torch.device) -> WorkerContext:
         settings = spec.settings
         extractor = tune_for_device(extractor, device, settings.compile)
-        return cls(extractor, spec.terms, settings, device, spec.out_dir, spec.style_targets, spec.style_errors, spec,
-                   batch_size=resolve_batch_size(settings.batch_size, device, settings),
+        return cls(spec, extractor, device, batch_size=resolve_batch_size(settings.batch_size, device, settings),
                    precision=resolve_precision(settings.precision, device))
 
     @classmethod

@@ -235,7 +235,7 @@ def _execute(plan: Plan, todo: list[Job], device: torch.device, executor: Execut
     spec = WorkerSpec(plan.terms, settings, plan.output_dir,
                       plugin_folders=tuple(plan.pipeline.resolve(folder).resolve() for folder in config.plugins),
                       override_plugins=config.override_plugins)
-    context = WorkerContext.from_spec(spec, extractor, device)  # shares spec's target dicts
+    context = WorkerContext.from_spec(spec, extractor, device)  # its style_targets are the spec's, filled below
     context.should_stop = bounds.should_stop
     with open_cache(plan.pipeline) as cache:
         store = target_store(cache, extractor, plan.terms, plan.sizing, plan.settings, device)

@@ -97,13 +97,6 @@ def _targets_on(spec: WorkerSpec, device: torch.device) -> WorkerSpec:
     return replace(spec, style_targets={label: targets_to(targets, device) for label, targets in spec.style_targets.items()})
 
 
-def _spec_of(context: WorkerContext) -> WorkerSpec:
-    """The runner always sets `context.spec`; a hand-built context gets one without plugins."""
-    if context.spec is not None:
-        return context.spec
-    return WorkerSpec(context.terms, context.settings, context.out_dir, context.style_targets, context.style_errors)
-
-
 #: Jobs grouped by style (so a batch shares its targets), in index order: the local executor's rule.
 batches = job_groups
 
@@ -230,7 +223,7 @@ class _Dispatcher:
             self.workers = max(1, math.floor(resources.get("CPU", 1) / cfg.cpus_per_worker))
         self._check_room(ray, fixed_size)
         self.actor_class = ray.remote(StyleWorker)
-        self.spec = _spec_of(context)
+        self.spec = context.spec
         self.spec_ref: Any = None
         self.actors: list[Any] = []  # every actor started, to kill at the end
         self.idle: list[Any] = []  # ready and waiting for a batch
