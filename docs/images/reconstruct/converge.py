@@ -11,9 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
-from stylepipe.config import load_pipeline
-from stylepipe.events import NullEvents
-from stylepipe.runner import run_pipeline
+from stylepipe.config.load import load_pipeline
+from stylepipe.running.events import NullEvents
+from stylepipe.running.runner import run_pipeline
 
 HERE = Path(__file__).resolve().parent
 
