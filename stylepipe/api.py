@@ -2,11 +2,11 @@
 memory, and `run`, a whole pipeline (what `stylepipe run` does, without the terminal).
 
 Nothing here has its own algorithm or its own settings. Keyword settings are the keys of
-pipeline.yaml (`stylepipe.settings`), validated by the same models with the same messages; they
-become the same plain objects the plan makes for a file (`plan.shared_settings`); style targets
-come from the same cache under the same keys (`targets.TargetStore`); pictures are decoded as
-files are (`pictures.to_tensor`); and every batch runs through the worker's own
-`worker.stylize_batch`, OOM halving included. So the same settings give the same pixels through
+pipeline.yaml (`config.keywords`), validated by the same models with the same messages; they
+become the same plain objects the plan makes for a file (`plan.run_settings.shared_settings`); style targets
+come from the same cache under the same keys (`targets.store.TargetStore`); pictures are decoded as
+files are (`extend.pictures.to_tensor`); and every batch runs through the worker's own
+`running.stylize.stylize_batch`, OOM halving included (`running.batcher`). So the same settings give the same pixels through
 the CLI, this API and the Ray Data stage, and a style computed by one is a cache hit for the others.
 """
 
@@ -344,7 +344,7 @@ def run(pipeline: str | os.PathLike[str] | Mapping[str, Any], *, force: bool = F
     the rule in docs/library.md), `sets` as `--set KEY=VALUE` strings; paths in either are relative
     to the working directory, paths in the file to the file. `force`, `report`, `executor`, `shard`
     ("I/N"), `max_jobs` and `time_budget` ("90s", "2h" or seconds) are the CLI's options. Progress
-    goes to `events` (a `stylepipe.events.RunEvents`); `bounds` lets a caller stop the run cleanly.
+    goes to `events` (a `stylepipe.running.events.RunEvents`); `bounds` lets a caller stop the run cleanly.
     Configuration mistakes raise ConfigError; a failed job does not raise: see `report.exit_code`.
 
     >>> import pathlib, tempfile

@@ -1,6 +1,6 @@
 """Style targets from pictures: each picture resized (and tiled) to the style size, run through
 the network once, and its statistics blended by weight. Tensors only: caching them is the
-pipeline's job (`stylepipe.targets.TargetStore`)."""
+pipeline's job (`stylepipe.targets.store.TargetStore`)."""
 
 from __future__ import annotations
 

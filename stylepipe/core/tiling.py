@@ -23,9 +23,9 @@ whole-picture pass (pass 1 is one more forward) times the tiles' regions over th
 (1.7 at core 512 with relu5_1's 80 px halo, far from the borders).
 
 A term opts in by implementing `stylepipe.losses.TileSafeTerm`; terms without layers (total
-variation) are evaluated on the whole image directly. Tiling plugs into `optimize.Objective` as
+variation) are evaluated on the whole image directly. Tiling plugs into `objective.Objective` as
 its `tiling` field: a strategy rather than an Objective subclass, so every Objective, including
-`history.RecordingObjective`, can be tiled without a class per combination, and `optimize`,
+`report.history.RecordingObjective`, can be tiled without a class per combination, and `optimize`,
 `optimize_pyramid` and `Objective.evaluate` work unchanged. The two passes are a
 `torch.autograd.Function`: its forward is pass 1 (all an `evaluate` under no_grad costs), its
 backward is pass 2 with the incoming per-term weights, so it is an ordinary differentiable
@@ -258,7 +258,7 @@ class _Evaluation:
 @torch.no_grad()
 def content_targets(extractor: FeatureExtractor, terms: Sequence[Term], content: torch.Tensor,
                     tiling: Tiling) -> Targets:
-    """`optimize.content_targets` without the whole picture's activations: the same full-size maps,
+    """`objective.content_targets` without the whole picture's activations: the same full-size maps,
     each tile writing the positions it owns."""
     content_terms = [term for term in terms if term.side == "content" and term.layers]
     if not content_terms:

@@ -1,6 +1,7 @@
 """Loss terms with validated parameters: the built-in content, style and TV terms and the
 `LossTerm` base class that plugins subclass. The formulas themselves are tensor functions in
-`stylepipe.core.losses` (re-exported here, so plugins can keep importing them from this module).
+`stylepipe.core.loss_fns` (re-exported here and through `stylepipe.losses`, so plugins can keep
+importing them from there).
 """
 
 from __future__ import annotations

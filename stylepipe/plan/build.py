@@ -2,7 +2,7 @@
 
 The plan is the single place where YAML-level names (plugin names, globs, output patterns) turn
 into plain objects. Everything after it — targets, executors, the optimiser — sees only Jobs and
-RunSettings. Which jobs are already done is asked of `stylepipe.resume`.
+RunSettings. Which jobs are already done is asked of `plan.resume`.
 """
 
 from __future__ import annotations

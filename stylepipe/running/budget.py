@@ -8,7 +8,7 @@ the second can only be bounded by keeping fewer pairs, which changes the path th
 so it is cut only when the picture would not fit otherwise, and the report says so.
 
 The budget is what the user set, or the memory free now (available RAM on the CPU, free device
-memory on CUDA) less a margin for the allocator. Sizes are estimates (`tiling.estimate_peak_bytes`,
+memory on CUDA) less a margin for the allocator. Sizes are estimates (`core.tiling.estimate_peak_bytes`,
 calibrated on the CPU): the choice errs towards smaller tiles.
 """
 

@@ -215,7 +215,8 @@ def skipped_item(plan: Plan, job: Job) -> ItemReport:
     """An output already up to date, with the losses its sidecar recorded when it was made."""
     recorded = read_sidecar(plan.output_dir, job.output) or {}
     loss = recorded.get("loss") if isinstance(recorded.get("loss"), dict) else None
-    return ItemReport(job.content_ref, job.style_ref, str(job.output), "skipped", loss=loss, job=job.index, layers=job.layers)
+    return ItemReport(content=job.content_ref, style=job.style_ref, output=str(job.output), status="skipped", loss=loss,
+                      job=job.index, layers=job.layers)
 
 
 def select_jobs(todo: list[Job], bounds: RunBounds) -> list[Job]:

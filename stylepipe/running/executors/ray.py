@@ -3,7 +3,7 @@
 The driver (the runner) has already computed every style target before this executor runs, so
 the WorkerSpec it hands over is complete: it goes into the object store once (`ray.put`) and
 every actor reads it from there. Each actor loads the plugins, then the spec, then the network,
-once, and then runs batches of jobs that share a style through `worker.process_batch`. Workers
+once, and then runs batches of jobs that share a style through `running.worker.process_batch`. Workers
 never compute style targets and never open the cache: the cache lives with the driver only.
 
 Why Ray Core actors rather than Ray Data `map_batches`: Ray Data needs pyarrow and pandas (well
@@ -58,7 +58,7 @@ log = logging.getLogger("stylepipe")
 INSTALL_HINT = "pip install 'stylepipe[ray]'"
 #: Jobs per actor call on GPU workers when `optimize.batch_size` is `auto`: the driver cannot see
 #: an actor's free device memory, so it sends enough jobs for a large batch and the actor splits
-#: them into the batches its own memory allows (`worker.auto_batch_size`, halved on OOM).
+#: them into the batches its own memory allows (`running.context.auto_batch_size`, halved on OOM).
 AUTO_GPU_JOBS_PER_CALL = 32
 
 
