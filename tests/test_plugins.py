@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
+from stylepipe.cli.exit_codes import exit_code_for
 from stylepipe.config.load import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.core.network import FeatureExtractor, random_weights
@@ -308,7 +309,7 @@ def test_an_empty_folder_stops_the_plan_with_exit_code_2(tmp_path: Path) -> None
     (tmp_path / "pipeline.yaml").write_text(f"content: chelsea.jpg\nstyles:\n  - source: folder\n    path: empty\nplugins: [{PLUGINS}]\n")
     with pytest.raises(ConfigError) as info:
         make_plan(load_pipeline(tmp_path / "pipeline.yaml"))
-    assert info.value.exit_code == 2
+    assert exit_code_for(info.value) == 2
     assert str(info.value).startswith(f"{tmp_path / 'pipeline.yaml'}:3:5: styles.0: {tmp_path / 'empty'}: style folder has no pictures")
 
 

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from stylepipe.cli.exit_codes import exit_code_for
 from stylepipe.config.load import load_pipeline
 from stylepipe.config.schema import PipelineConfig
 from stylepipe.core.errors import ConfigError, EnvironmentProblem
@@ -249,7 +250,7 @@ def test_without_ray_installed_the_error_says_how_to_get_it(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(EnvironmentProblem, match=re.escape("pip install 'stylepipe[ray]'")) as caught:
         get_executor("ray", PipelineConfig(content=["x.jpg"], styles=["y.jpg"]))
-    assert caught.value.exit_code == 3
+    assert exit_code_for(caught.value) == 3
     pipeline = write_pipeline(tmp_path, "noray", executor="ray", content=[str(sample("chelsea"))], styles=[str(sample("shipwreck"))])
     with pytest.raises(EnvironmentProblem):
         run_pipeline(load_pipeline(pipeline))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stylepipe.cli.exit_codes import exit_code_for
 from stylepipe.config.load import load_pipeline
 from stylepipe.core.errors import ConfigError
 from stylepipe.running.runner import make_plan, run_pipeline
@@ -83,7 +84,7 @@ def test_a_held_lock_refuses_a_second_run(tmp_path, photo_dir):
     with RunLock(tmp_path / "out"):
         with pytest.raises(RunLocked, match="another stylepipe run") as info:
             run_pipeline(load_pipeline(pipeline))
-        assert info.value.exit_code == 4 and str(os.getpid()) in str(info.value)
+        assert exit_code_for(info.value) == 4 and str(os.getpid()) in str(info.value)
     with RunLock(tmp_path / "out", Shard(0, 2)):  # shards lock separately and may overlap
         run_pipeline(load_pipeline(pipeline), shard=Shard(1, 2))
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from stylepipe.cli.exit_codes import exit_code_for
 from stylepipe.core.errors import TilingError
 from stylepipe.core.geometry import resize
 from stylepipe.core.network import FeatureExtractor
@@ -181,7 +182,7 @@ def test_a_term_without_the_protocol_is_refused_by_name(gatys, image) -> None:
     objective = Objective(gatys, [StyleLoss(), EdgeEnergy()], {}, {}, tiling=TILING)
     with pytest.raises(TilingError, match=r"loss term 'edges' .*must implement it to be used with tiling") as raised:
         objective.parts(image)
-    assert "TileSafeTerm" in str(raised.value) and raised.value.exit_code == 2
+    assert "TileSafeTerm" in str(raised.value) and exit_code_for(raised.value) == 2
     check_tile_safe([ContentLoss(), StyleLoss(), TotalVariation()])  # the built-ins are tile-safe
 
 
