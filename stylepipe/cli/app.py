@@ -1,4 +1,5 @@
-"""The command line: typer commands that turn stylepipe's exceptions into exit codes.
+"""The command line's main commands (run, plan, validate, report, networks, version); each turns
+stylepipe's exceptions into exit codes (`cli.exit_codes`).
 
 Results (tables, JSON) go to stdout; logs and progress go to stderr, with live bars only when
 stderr is a terminal. Exit codes: 0 all done or skipped (or stopped cleanly by a bound or

@@ -1,4 +1,5 @@
-"""The pipeline schema, and YAML loading whose errors name the file, line, column and key.
+"""The pipeline schema: what pipeline.yaml may say (loading it, with errors that name the file, line,
+column and key, is `config.load`).
 
 Every section is a pydantic v2 model with `extra="forbid"`, so a typo is an error rather than a
 silently ignored setting. Style sources and extra loss terms come from plugins, so their own

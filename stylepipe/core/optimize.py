@@ -1,7 +1,7 @@
 """The optimisation loop: pixels of a batch of images move to lower the weighted sum of terms.
 
-Works on tensors alone (no files, no config): an Objective holds the network, the terms and
-their targets; `optimize` runs L-BFGS (the paper's choice, the default) or Adam from an initial
+Works on tensors alone (no files, no config): an Objective (`core.objective`) holds the network,
+the terms and their targets; `optimize` runs L-BFGS (the paper's choice, the default) or Adam from an initial
 batch, and `optimize_pyramid` runs it coarse-to-fine.
 
 A batch of N images is N independent problems solved side by side: one batched forward and

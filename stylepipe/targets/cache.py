@@ -1,7 +1,7 @@
 """The style-target cache: in memory for a run, on disk (diskcache) across runs and processes.
 
-Values are stored as framed bytes (magic, format version, sha256, then a ``torch.save`` payload)
-and read back with ``torch.load(weights_only=True)``: a cache folder is not trusted code, so
+Values are stored as framed bytes (`targets.frames`: magic, format version, sha256, then a
+``torch.save`` payload) and read back with ``torch.load(weights_only=True)``: a cache folder is not trusted code, so
 nothing in it is ever unpickled. Every problem (corrupt entry, unreadable database, full disk,
 lock timeout) is logged, recorded in ``TargetCache.warnings`` and worked around; the cache is
 never fatal.
