@@ -78,6 +78,21 @@ def _warn_all(messages: list[str]) -> None:
         log.warning("%s", message)
 
 
+def _checked_plan(pipeline: Path, overrides: list[str], executor: Optional[str], force: bool,
+                  output_dir: Optional[Path], shard: Optional[str]):
+    """What `validate` and `plan` check as `run` would: the pipeline, the executor's name and
+    settings, and the plan of this shard (its warnings logged)."""
+    from ..running.executors import get_executor
+    from ..running.runner import load_checked, make_plan
+
+    loaded = load_checked(pipeline, overrides)
+    get_executor(executor or loaded.config.executor, loaded.config)
+    plan = make_plan(loaded, force=force, output_dir=output_dir)
+    _select(plan, shard)
+    _warn_all(plan.warnings)
+    return plan
+
+
 @app.command()
 def run(
     pipeline: PipelineArg = Path("pipeline.yaml"),
@@ -160,17 +175,10 @@ def validate(
     verbose: VerboseOpt = False,
 ) -> None:
     """Check the pipeline (schema, files, plugins) without running anything; every mistake at once."""
-    from ..running.executors import get_executor
-    from ..running.runner import load_checked, make_plan
-
     verbose_logging(verbose)
 
     def body() -> None:
-        loaded = load_checked(pipeline, set_ or [])
-        get_executor(executor or loaded.config.executor, loaded.config)
-        plan = make_plan(loaded, force=force, output_dir=output_dir)
-        _select(plan, shard)
-        _warn_all(plan.warnings)
+        plan = _checked_plan(pipeline, set_ or [], executor, force, output_dir, shard)
         stdout.print(f"{pipeline}: valid — {len(plan.jobs)} job(s), {len(plan.terms)} loss term(s)")
 
     guard(body)
@@ -189,18 +197,13 @@ def plan_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Dry run: what `run` with the same options would do, what is already done, which style targets are cached."""
-    from ..running.executors import get_executor
-    from ..running.runner import cached_targets, load_checked, make_plan, open_cache, select_jobs
+    from ..running.runner import cached_targets, open_cache, select_jobs
     from ..running.schedule import RunBounds
 
     verbose_logging(verbose)
 
     def body() -> None:
-        loaded = load_checked(pipeline, set_ or [])
-        get_executor(executor or loaded.config.executor, loaded.config)
-        plan = make_plan(loaded, force=force, output_dir=output_dir)
-        _select(plan, shard)
-        _warn_all(plan.warnings)
+        plan = _checked_plan(pipeline, set_ or [], executor, force, output_dir, shard)
         done = {job.index for job in plan.done}
         will_run = {job.index for job in select_jobs(plan.todo, RunBounds(max_jobs=max_jobs))}
         with open_cache(plan.pipeline) as cache:
@@ -224,8 +227,6 @@ def plan_cmd(
         stdout.print(f"{len(will_run)} to run, {len(done)} already done" + (f", {later} left for a later run" if later else ""))
 
     guard(body)
-
-
 
 
 @app.command()
