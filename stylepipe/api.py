@@ -32,13 +32,13 @@ from .core.device import resolve_precision
 from .core.errors import ConfigError, StylepipeError
 from .core.loss_fns import Targets
 from .core.network import is_out_of_memory
-from .core.target_fns import WeightedImage, targets_to
+from .core.target_fns import StyleSizing, WeightedImage, targets_to
 from .extend.networks import build_extractor
 from .extend.pictures import InMemory, PathLike, Picture, PictureSource, is_path, is_picture, to_tensor
 from .extend.sources import StyleContext, StyleSource
 from .io.images import to_pil
 from .plan.api_setup import Setup
-from .plan.run_settings import RunSettings
+from .plan.run_settings import RunSettings, level_sizings
 from .plan.styles import entry_sources
 from .report.record import RunReport
 from .running.batcher import in_batches
@@ -200,19 +200,32 @@ class Stylizer:
             return style
         return self._style_of(style.source, self._setup)
 
-    def _key(self, style: Style, setup: Setup) -> str:
-        return target_key(style.fingerprint, self._context.extractor.fingerprint(), setup.terms, setup.sizing)
+    def _key(self, style: Style, setup: Setup, sizing: StyleSizing | None = None) -> str:
+        return target_key(style.fingerprint, self._context.extractor.fingerprint(), setup.terms, sizing or setup.sizing)
 
-    def _targets(self, style: Style, setup: Setup) -> Targets:
-        """The style's targets for these settings, on the device (moved once per key)."""
-        key = self._key(style, setup)
-        if key != style.key:  # other layers or another style size: other statistics
+    def _targets(self, style: Style, setup: Setup) -> list[Targets]:
+        """The style's targets for these settings, one per level, on the device (moved once per key).
+        The Style carries the output level's; the smaller levels' come from the cache or are computed."""
+        if self._key(style, setup) != style.key:  # other layers or another style size: other statistics
             style = self._style_of(style.source, setup)
-        if style.key not in self._on_device:
-            if len(self._on_device) >= 8:
-                self._on_device.pop(next(iter(self._on_device)))
-            self._on_device[style.key] = targets_to(style.targets, self.device)
-        return self._on_device[style.key]
+        out = []
+        for sizing in level_sizings(setup.sizing, setup.settings.levels):
+            key = self._key(style, setup, sizing)
+            if key not in self._on_device:
+                if len(self._on_device) >= 16:
+                    self._on_device.pop(next(iter(self._on_device)))
+                self._on_device[key] = targets_to(style.targets if key == style.key else self._level(style, setup, sizing),
+                                                  self.device)
+            out.append(self._on_device[key])
+        return out
+
+    def _level(self, style: Style, setup: Setup, sizing: StyleSizing) -> Targets:
+        """A style's targets at a smaller level's size (docs/sizes.md), through the same cache."""
+        store = target_store(self._cache, self._context.extractor, setup.terms, sizing, setup.settings, self.device)
+        targets = store.get(style.source)
+        self.targets_computed += store.computed
+        self.targets_cache_hits += store.cache_hits
+        return targets
 
     # -- stylizing ---------------------------------------------------------------------------------
 
@@ -294,7 +307,7 @@ class Stylizer:
                           precision=resolve_precision(run_settings.precision, self.device))
         return setup, context
 
-    def _optimise(self, pictures: list[torch.Tensor], targets: Targets, context: WorkerContext) -> list[torch.Tensor]:
+    def _optimise(self, pictures: list[torch.Tensor], targets: list[Targets], context: WorkerContext) -> list[torch.Tensor]:
         """Pictures of one size together, in the worker's device batches; results in input order."""
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, picture in enumerate(pictures):

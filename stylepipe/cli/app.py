@@ -197,6 +197,7 @@ def plan_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Dry run: what `run` with the same options would do, what is already done, which style targets are cached."""
+    from ..plan.run_settings import describe_levels, level_rows
     from ..running.runner import cached_targets, open_cache, select_jobs
     from ..running.schedule import RunBounds
 
@@ -208,11 +209,12 @@ def plan_cmd(
         will_run = {job.index for job in select_jobs(plan.todo, RunBounds(max_jobs=max_jobs))}
         with open_cache(plan.pipeline) as cache:
             targets = cached_targets(plan, cache)
+        levels = level_rows(plan.settings, plan.level_sizings)
         status = lambda j: "done" if j.index in done else ("todo" if j.index in will_run else "later")  # noqa: E731
         jobs: list[dict[str, Any]] = [{"job": j.index, "content": j.content_ref, "style": j.style_ref, "layers": j.layers, "output": str(j.output),
                  "status": status(j), "error": j.error} for j in plan.jobs]
         if as_json:
-            print(json.dumps({"jobs": jobs, "style_targets": [t.__dict__ for t in targets]}))
+            print(json.dumps({"jobs": jobs, "levels": levels, "style_targets": [t.__dict__ for t in targets]}))
             return
         table = Table(box=None, pad_edge=False)
         for column in ("job", "status", "content", "style", "output"):
@@ -221,8 +223,10 @@ def plan_cmd(
             table.add_row(str(j["job"]), j["status"], Path(j["content"]).name if j["content"] else "",
                           style_cell(j["style"], j["layers"]), short_path(j["output"]))
         stdout.print(table)
+        stdout.print(f"levels: {describe_levels(levels)}", markup=False)
         for t in targets:
-            stdout.print(f"style target {t.label}: {'cached' if t.cached else 'to compute'}")
+            size = f" at {t.style_side} px" if t.style_side else (f" at {t.style_pixels} pixels" if t.style_pixels else "")
+            stdout.print(f"style target {t.label}{size}: {'cached' if t.cached else 'to compute'}")
         later = len(plan.jobs) - len(done) - len(will_run)
         stdout.print(f"{len(will_run)} to run, {len(done)} already done" + (f", {later} left for a later run" if later else ""))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.levels import Refine
 from ..core.optimize import Pyramid
 
 
@@ -28,6 +29,11 @@ FROM_NOISE = ModeDefaults(steps=350, pyramid=Pyramid(levels=3, factor=2.0))
 #: Amplitude of a noise start around mid-grey (1: uniform over [0, 1]). Low-amplitude noise
 #: leaves the optimiser room to place the painting's own contrasts (docs/quality.md).
 NOISE_AMPLITUDE = 0.3
+
+#: Steps of the levels above the composition (docs/sizes.md): the first, twice the composition's
+#: side, repaints the strokes at its scale (fewer steps leave the composition's pixel texture
+#: magnified as a woven grid); each later one, 4× the pixels, only refines, with half the steps.
+REFINE_STEPS = Refine().steps
 
 
 def defaults_for(mode: str) -> ModeDefaults:

@@ -17,7 +17,7 @@ from ..extend.networks import NETWORKS
 from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
 from ..io.images import DEFAULT_MAX_INPUT_PIXELS, SIXTEEN_BIT_FORMATS
 from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
-from .defaults import NOISE_AMPLITUDE
+from .defaults import NOISE_AMPLITUDE, REFINE_STEPS
 
 
 class Strict(BaseModel):
@@ -29,6 +29,8 @@ class SizeConfig(Strict):
     max_pixels: int | None = Field(None, ge=256, description="cap on width × height of the output")
     style_scale: float = Field(1.0, gt=0, le=8, description="style pictures' size relative to max_side / max_pixels")
     style_max_side: int | None = Field(None, ge=32, description="absolute longest side of style pictures (overrides style_scale)")
+    stroke: float = Field(1.0, ge=0.125, le=8, description="stroke size relative to the picture: the composition is painted "
+                                                           "at 256/stroke px and refined up to the output size")
     tile: Literal["auto", "off"] | int = Field(
         "auto", description="auto: run the network on tiles only when the whole picture would not fit in memory; "
                             "off: never; a number: tiles of that side (px), for print sizes on small machines")
@@ -119,6 +121,19 @@ class PyramidConfig(Strict):
         return self
 
 
+class RefineConfig(Strict):
+    factor: float = Field(2.0, gt=1, le=4, description="size ratio between levels above the composition")
+    steps: list[int] = Field(default_factory=lambda: list(REFINE_STEPS),
+                             description="steps of the 1st, 2nd, … level above the composition; the last repeats")
+
+    @field_validator("steps")
+    @classmethod
+    def _positive_steps(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 1:
+            raise ValueError("give at least one positive step count")
+        return value
+
+
 class OptimizeConfig(Strict):
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     steps: int | None = Field(None, ge=1, le=100_000, description="default: 50 for transfer, 350 for palette and reconstruct")
@@ -128,6 +143,8 @@ class OptimizeConfig(Strict):
     seed: int = 0
     batch_size: int | Literal["auto"] = Field("auto", description="images optimised together (same style and size)")
     pyramid: PyramidConfig | None = Field(None, description="default: single scale for transfer, 3 levels for palette and reconstruct")
+    refine: RefineConfig | Literal["off"] = Field(default_factory=RefineConfig,
+                                                  description="levels above the composition; off: one level at the output size")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 elsewhere")
     compile: bool = Field(False, description="torch.compile the network (CUDA; pays off on long runs)")
 

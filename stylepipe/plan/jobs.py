@@ -80,6 +80,13 @@ class Plan:
     warnings: list[str] = field(default_factory=list)  # settings the mode ignores
 
     @property
+    def level_sizings(self) -> list[StyleSizing]:
+        """The style size each level's targets are taken at, composition first (one for a single level)."""
+        from .run_settings import level_sizings
+
+        return level_sizings(self.sizing, self.settings.levels)
+
+    @property
     def todo(self) -> list[Job]:
         done = {job.index for job in self.done}
         return [job for job in self.jobs if job.index not in done]

@@ -13,6 +13,7 @@ changes pictures for the same settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,14 +34,19 @@ ALGORITHM_VERSION = 2  # 2: the paper's summed style term, projected and trust-r
 PICTURE_SETTINGS = (
     "mode", "size_max_side", "size_max_pixels", "optimize", "pyramid", "precision", "init", "noise", "seed",
     "preserve_colors", "output_format", "output_quality", "max_input_pixels", "network", "pooling", "keep_metadata",
-    "output_bit_depth", "output_dpi",
+    "output_bit_depth", "output_dpi", "levels",
 )
 #: Settings that change where, how fast and in what pieces a job runs, never what its output should be
 #: (tiles give the whole picture's gradient, so tiled and untiled outputs agree to float tolerance).
 NOT_PICTURE_SETTINGS = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile")
-#: Settings added after outputs existed, left out of the hash at their default: upgrading then
-#: redoes no finished picture, while setting one (16 bits, a dpi) redoes every output it changes.
-_ADDED_LATER = {"output_bit_depth": 8, "output_dpi": None}
+#: Settings added after outputs existed, left out of the hash where they make what the older
+#: version made: upgrading then redoes no finished picture, while setting one (16 bits, a dpi,
+#: levels above the composition) redoes every output it changes.
+_ADDED_LATER: dict[str, Callable[[Any], bool]] = {
+    "output_bit_depth": lambda value: value == 8,
+    "output_dpi": lambda value: value is None,
+    "levels": lambda value: len(value) <= 1,  # one level at the output size: 1.2's single scale
+}
 
 
 def sidecar_path(out_dir: Path, output: Path) -> Path:
@@ -81,8 +87,8 @@ def settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleS
     if missing:
         raise TypeError(f"declare {sorted(missing)} in PICTURE_SETTINGS or NOT_PICTURE_SETTINGS (stylepipe.plan.resume)")
     data = {name: value for name, value in asdict(settings).items() if name in PICTURE_SETTINGS}
-    for key, default in _ADDED_LATER.items():
-        if data[key] == default:
+    for key, as_before in _ADDED_LATER.items():
+        if as_before(data[key]):
             del data[key]
     return {
         "algorithm": ALGORITHM_VERSION,

@@ -15,6 +15,7 @@ from ..config.load import LoadedPipeline
 from ..config.schema import PipelineConfig, PyramidConfig
 from ..core.device import planned_precision
 from ..core.errors import TilingError
+from ..core.levels import Level, Refine, nominal_side, plan_levels, scaled_budget
 from ..core.optimize import OptimizeSettings, Pyramid
 from ..core.target_fns import StyleSizing
 from ..core.tiling import check_tile_safe
@@ -51,6 +52,7 @@ class RunSettings:
     keep_metadata: bool = False  # copy the content photo's EXIF to its output
     output_bit_depth: int = 8  # 16: png and tiff only (the config checks)
     output_dpi: int | None = None  # None: each output keeps its content photo's resolution, if it states one
+    levels: tuple[Level, ...] = ()  # composition, then refine levels up to the output (docs/sizes.md); () or one: single scale
 
 
 def _pyramid(configured: PyramidConfig | None, default: Pyramid) -> Pyramid:
@@ -58,6 +60,41 @@ def _pyramid(configured: PyramidConfig | None, default: Pyramid) -> Pyramid:
     if configured is None:
         return default
     return Pyramid(configured.levels, configured.factor, tuple(configured.steps) if configured.steps else None)
+
+
+def levels_of(cfg: PipelineConfig) -> tuple[Level, ...]:
+    """The levels every job of a run goes through: the composition at `size.stroke`'s side, then
+    `optimize.refine`'s levels up to the output (one level when the output is about the composition's size)."""
+    refine_cfg = cfg.optimize.refine
+    refine = None if refine_cfg == "off" else Refine(refine_cfg.factor, tuple(refine_cfg.steps))
+    return tuple(plan_levels(nominal_side(cfg.size.max_side, cfg.size.max_pixels), cfg.size.stroke, refine))
+
+
+def level_sizings(sizing: StyleSizing, levels: tuple[Level, ...]) -> list[StyleSizing]:
+    """Each level's style size: the output's style size at the level's scale, so a painting's stroke
+    covers the same fraction of the picture at every level (one sizing, `sizing`, for a single level)."""
+    if len(levels) <= 1:
+        return [sizing]
+    return [StyleSizing(*scaled_budget(sizing.max_side, sizing.max_pixels, level.scale)) for level in levels]
+
+
+def level_rows(settings: RunSettings, sizings: list[StyleSizing]) -> list[dict[str, object]]:
+    """The levels as the plan shows them: side, steps, and the style size their targets are taken at."""
+    levels = settings.levels or (Level(settings.size_max_side or 0, 1.0, None),)
+    return [{"side": level.side, "composition": level.is_composition,
+             "steps": settings.optimize.steps if level.steps is None else level.steps,
+             "style_side": sizing.max_side, "style_pixels": sizing.max_pixels}
+            for level, sizing in zip(levels, sizings)]
+
+
+def describe_levels(rows: list[dict[str, object]]) -> str:
+    """One line: `256 px (composition, 50 steps; style at 256 px) → 512 px (50 steps; style at 512 px)`."""
+    parts = []
+    for row in rows:
+        style = f"style at {row['style_side']} px" if row["style_side"] else f"style at {row['style_pixels']} pixels"
+        what = f"composition, {row['steps']} steps" if row["composition"] and len(rows) > 1 else f"{row['steps']} steps"
+        parts.append(f"{row['side']} px ({what}; {style})")
+    return " → ".join(parts)
 
 
 def run_settings(pipeline: LoadedPipeline) -> RunSettings:
@@ -98,6 +135,7 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         keep_metadata=cfg.output.keep_metadata,
         output_bit_depth=cfg.output.bit_depth,
         output_dpi=cfg.output.dpi,
+        levels=levels_of(cfg),
     )
 
 

@@ -33,7 +33,7 @@ class WorkerSpec:
     terms: list[LossTerm]
     settings: RunSettings
     out_dir: Path
-    style_targets: dict[str, Targets] = field(default_factory=dict)  # by style label
+    style_targets: dict[str, list[Targets]] = field(default_factory=dict)  # by style label: one per level
     style_errors: dict[str, str] = field(default_factory=dict)  # style label → why it failed
     plugin_folders: tuple[Path, ...] = ()
     override_plugins: bool = False
@@ -64,8 +64,8 @@ class WorkerContext:
         return self.spec.out_dir
 
     @property
-    def style_targets(self) -> dict[str, Targets]:
-        """By style label; the driver fills it in place before the jobs run."""
+    def style_targets(self) -> dict[str, list[Targets]]:
+        """By style label, one per level (composition first); the driver fills it in place before the jobs run."""
         return self.spec.style_targets
 
     @property

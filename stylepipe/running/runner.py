@@ -118,21 +118,24 @@ class PlannedTarget:
     label: str
     key: str
     cached: bool
+    style_side: int | None = None  # the style picture's long side for this level's targets
+    style_pixels: int | None = None
 
 
 def cached_targets(plan: Plan, cache: TargetCache) -> list[PlannedTarget]:
-    """For a dry run: which styles' targets are already in the cache."""
+    """For a dry run: which styles' targets are already in the cache, one per style and level size."""
     cfg = plan.pipeline.config.network
     network = network_fingerprint(cfg.name, weights_id(cfg.name, plan.settings.network_weights), cfg.pooling)
     if not style_terms(plan.terms):
         return []
     out = []
     for source in distinct_styles(plan.jobs):
-        try:
-            key = target_key(source, network, plan.terms, plan.sizing)
-        except StylepipeError:
-            continue
-        out.append(PlannedTarget(source.label, key, key in cache))
+        for sizing in plan.level_sizings:
+            try:
+                key = target_key(source, network, plan.terms, sizing)
+            except StylepipeError:
+                break
+            out.append(PlannedTarget(source.label, key, key in cache, sizing.max_side, sizing.max_pixels))
     return out
 
 
@@ -245,8 +248,8 @@ def _execute(plan: Plan, todo: list[Job], device: torch.device, executor: Execut
                 for source in distinct_styles(todo):
                     hits = store.cache_hits
                     try:
-                        targets = store.get(source)  # CPU tensors, as cached
-                        context.style_targets[source.label] = targets_to(targets, device)
+                        levels = store.levels(source, plan.level_sizings)  # CPU tensors, as cached
+                        context.style_targets[source.label] = [targets_to(targets, device) for targets in levels]
                     except StylepipeError as exc:
                         context.style_errors[source.label] = str(exc)
                     except Exception as exc:  # noqa: BLE001 - a plugin source's or the network's error: this style's jobs only

@@ -5,13 +5,14 @@ and colours, set up the same way for the file pipeline, the Python API and the R
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
 
 import torch
 
 from ..core.geometry import resize
+from ..core.levels import Level, level_size
 from ..core.loss_fns import Targets
 from ..core.objective import Objective, Precision, content_targets
 from ..core.optimize import (
@@ -31,7 +32,6 @@ from .context import WorkerContext
 log = logging.getLogger("stylepipe")
 
 
-
 @dataclass
 class Stylized:
     """One device batch, optimised and postprocessed: what every caller gets from `stylize_batch`."""
@@ -44,59 +44,81 @@ class Stylized:
     note: str | None = None  # how it was made to fit in memory (tiles, a shorter L-BFGS history)
 
 
-def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[int, int], style: Targets,
-                  terms: Sequence[LossTerm] | None = None, on_step: StepCallback | None = None,
-                  count: int = 1) -> Stylized:
-    """Optimise one batch on the device: the set-up (targets, start, precision, pyramid, colours)
+def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[int, int],
+                  style: Targets | Sequence[Targets], terms: Sequence[LossTerm] | None = None,
+                  on_step: StepCallback | None = None, count: int = 1) -> Stylized:
+    """Optimise one batch on the device: the set-up (targets, start, precision, levels, colours)
     that the file pipeline, the Python API and the Ray Data stage share, so that the same settings
     give the same pixels whichever way a picture comes in.
 
-    `content` is (B, 3, H, W) at `size` (or None for a palette of `count` images), `style` the
-    style's targets on the device, `terms` the run's unless a reconstruction step has its own.
+    `content` is (B, 3, H, W) at `size` (or None for a palette of `count` images); `style` the
+    style's targets on the device, one per level of `ctx.settings.levels` (composition first), or
+    one for every level; `terms` the run's unless a reconstruction step has its own. The
+    composition is painted at the first level's size with the mode's own schedule; each later
+    level starts from the last one's result, upsampled, with a fresh L-BFGS history.
     """
     settings = ctx.settings
     terms = ctx.terms if terms is None else terms
-    height, width = size
+    levels = settings.levels or (Level(max(size), 1.0, None),)
+    per_level = [style] * len(levels) if isinstance(style, Mapping) else list(style)
+    if len(per_level) != len(levels):
+        raise ValueError(f"{len(levels)} level(s) need as many style targets, got {len(per_level)}")
+    sizes = [level_size(size, level.scale) if len(levels) > 1 else size for level in levels]
     count = len(content) if content is not None else count
     content = content.to(ctx.device) if content is not None else None
-    history = LossHistory(settings.optimize.steps, {term.name: term.weight for term in ctx.terms})
+    total_steps = settings.optimize.steps + sum(level.steps or 0 for level in levels[1:])
+    history = LossHistory(total_steps, {term.name: term.weight for term in ctx.terms})
     budget = budget_bytes(ctx.device, settings.max_memory_mb)
-    memory = plan_memory(ctx.extractor, terms, (height, width), count, settings.optimize, settings.tile, budget)
+    memory = plan_memory(ctx.extractor, terms, size, count, settings.optimize, settings.tile, budget)
     if memory.note:
-        (log.info if memory.fits else log.warning)("%d picture(s) of %d×%d px: %s", count, width, height, memory.note)
+        (log.info if memory.fits else log.warning)("%d picture(s) of %d×%d px: %s", count, size[1], size[0], memory.note)
 
-    def objective_at(size: tuple[int, int]) -> Objective:
-        tiling = (memory if size == (height, width) else
-                  plan_memory(ctx.extractor, terms, size, count, settings.optimize, settings.tile, budget)).tiling
-        scaled = resize(content, size) if content is not None else None
-        targets: Targets = {}
+    def objective_at(at: tuple[int, int], targets: Targets) -> Objective:
+        tiling = (memory if at == size else
+                  plan_memory(ctx.extractor, terms, at, count, settings.optimize, settings.tile, budget)).tiling
+        scaled = resize(content, at) if content is not None else None
+        content_side: Targets = {}
         if scaled is not None:
-            targets = (tiled_content_targets(ctx.extractor, terms, scaled, tiling) if tiling is not None
-                       else content_targets(ctx.extractor, terms, scaled))
-        return RecordingObjective(ctx.extractor, terms, targets, style, tiling=tiling, history=history)
+            content_side = (tiled_content_targets(ctx.extractor, terms, scaled, tiling) if tiling is not None
+                            else content_targets(ctx.extractor, terms, scaled))
+        return RecordingObjective(ctx.extractor, terms, content_side, targets, tiling=tiling, history=history)
 
-    init_picture = None
-    if settings.init == "image" and settings.init_path is not None:
-        init_picture = resize(load_image(settings.init_path, settings.max_input_pixels).tensor, (height, width)).unsqueeze(0)
-    init = torch.cat([
-        initial_image(settings.init, content[i : i + 1] if content is not None else None, (1, 3, height, width), settings.seed, init_picture,
-                      settings.noise)
-        for i in range(count)
-    ]).to(ctx.device)
     optimize_settings = replace(settings.optimize, precision=cast(Precision, ctx.precision),
                                 lbfgs_history=memory.lbfgs_history or settings.optimize.lbfgs_history)
+    done = 0
 
     def step(i: int, n: int, loss: float) -> None:
-        history.on_step(i, n, loss)
+        history.on_step(done + i, total_steps, loss)
         if on_step is not None:
-            on_step(i, n, loss)
+            on_step(done + i, total_steps, loss)
 
-    full_size = objective_at((height, width))  # content targets at full size, computed once
+    init = _start(ctx, content, sizes[0], count)
+    objective = objective_at(sizes[0], per_level[0])  # the composition's targets at its size, computed once
     if settings.pyramid.levels > 1:
-        result = optimize_pyramid(init, lambda size: full_size if size == (height, width) else objective_at(size),
+        result = optimize_pyramid(init, lambda at: objective if at == sizes[0] else objective_at(at, per_level[0]),
                                   optimize_settings, settings.pyramid, step)
     else:
-        result = optimize(init, full_size, optimize_settings, step)
+        result = optimize(init, objective, optimize_settings, step)
+    done = result.steps
+    for level, at, targets in zip(levels[1:], sizes[1:], per_level[1:]):
+        objective = objective_at(at, targets)
+        assert level.steps is not None  # only the composition takes the mode's steps
+        result = optimize(resize(result.image, at), objective, replace(optimize_settings, steps=level.steps), step)
+        done += result.steps
     colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
     final = postprocess(result.image, content, colours)
-    return Stylized(final, full_size.evaluate(final), result.steps, list(result.diverged), history.curves(), memory.note)
+    return Stylized(final, objective.evaluate(final), done, list(result.diverged), history.curves(), memory.note)
+
+
+def _start(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[int, int], count: int) -> torch.Tensor:
+    """The first level's starting pixels: the photo, seeded noise or a given picture, at `size`."""
+    settings = ctx.settings
+    content = resize(content, size) if content is not None else None
+    init_picture = None
+    if settings.init == "image" and settings.init_path is not None:
+        init_picture = resize(load_image(settings.init_path, settings.max_input_pixels).tensor, size).unsqueeze(0)
+    return torch.cat([
+        initial_image(settings.init, content[i : i + 1] if content is not None else None, (1, 3, *size), settings.seed,
+                      init_picture, settings.noise)
+        for i in range(count)
+    ]).to(ctx.device)

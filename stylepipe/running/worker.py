@@ -16,6 +16,7 @@ import torch
 
 from ..core.errors import StylepipeError
 from ..core.geometry import MIN_SIDE, resize, target_size
+from ..core.loss_fns import Targets
 from ..core.network import is_out_of_memory
 from ..io.images import load_image, read_exif, save_image
 from ..plan.jobs import Job
@@ -152,7 +153,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     first = chunk[0].job
     has_content = chunk[0].content is not None
     content = torch.stack([r.content for r in chunk if r.content is not None]) if has_content else None
-    style = ctx.style_targets.get(first.style_label, {}) if first.style else {}
+    style: Targets | list[Targets] = ctx.style_targets.get(first.style_label, {}) if first.style else {}
     terms = list(first.sweep.terms) if first.sweep else ctx.terms  # a reconstruction sweep step has its own
     out = stylize_batch(ctx, content, chunk[0].size, style, terms, lambda i, n, loss: events.step(first, i, n, loss),
                         count=len(chunk))

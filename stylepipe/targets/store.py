@@ -38,21 +38,27 @@ class TargetStore:
         self.computed = 0
         self.cache_hits = 0
 
-    def key(self, source: StyleSource) -> str:
-        return target_key(source, self.extractor.fingerprint(), self.terms, self.sizing)
+    def key(self, source: StyleSource, sizing: StyleSizing | None = None) -> str:
+        return target_key(source, self.extractor.fingerprint(), self.terms, sizing or self.sizing)
 
-    def get(self, source: StyleSource) -> Targets:
-        """Cached targets if the key matches, else compute them (counted) and store them."""
-        key = self.key(source)
+    def get(self, source: StyleSource, sizing: StyleSizing | None = None) -> Targets:
+        """Cached targets if the key matches, else compute them (counted) and store them; at the
+        store's style size, or at `sizing` (a level's)."""
+        sizing = sizing or self.sizing
+        key = self.key(source, sizing)
         cached = self.cache.get(key)
         if cached is not None:
             self.cache_hits += 1
             return unflatten(cached)
         try:
-            targets = compute_targets(source.images(), self.extractor, self.terms, self.sizing, self.device,
+            targets = compute_targets(source.images(), self.extractor, self.terms, sizing, self.device,
                                       tile_for=self.tile_for)
         except StyleTooSmall as exc:  # the core knows sizes, the pipeline knows which keys set them
             raise StylepipeError(f"{exc}: raise size.style_max_side or size.style_scale") from None
         self.computed += 1
         self.cache.put(key, flatten(targets))
         return targets
+
+    def levels(self, source: StyleSource, sizings: Sequence[StyleSizing]) -> list[Targets]:
+        """A style's targets at each level's size, each cached under its own key."""
+        return [self.get(source, sizing) for sizing in sizings]

@@ -94,7 +94,8 @@ def import_ray() -> ModuleType:
 
 def _targets_on(spec: WorkerSpec, device: torch.device) -> WorkerSpec:
     """A spec whose style targets live on `device`: CPU to travel, the actor's device to run."""
-    return replace(spec, style_targets={label: targets_to(targets, device) for label, targets in spec.style_targets.items()})
+    return replace(spec, style_targets={label: [targets_to(targets, device) for targets in levels]
+                                        for label, levels in spec.style_targets.items()})
 
 
 #: Jobs grouped by style (so a batch shares its targets), in index order: the local executor's rule.
