@@ -1,0 +1,126 @@
+"""The same painting at every size: the composition painted small, refined level by level, each
+level's style targets taken from the style picture at that level's size (docs/sizes.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import stylepipe
+from stylepipe.core.levels import COMPOSITION_SIDE, Level, Refine, composition_side, plan_levels
+from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_targets, unflatten
+from stylepipe.io.images import load_image
+from stylepipe.targets.cache import TargetCache
+
+from conftest import sample
+
+
+def test_an_output_about_the_composition_size_is_one_level() -> None:
+    assert plan_levels(256) == [Level(256, 1.0, None)]
+    assert plan_levels(300) == [Level(300, 1.0, None)]
+    assert plan_levels(2048, refine=None) == [Level(2048, 1.0, None)]
+
+
+def test_larger_outputs_are_painted_small_and_refined_by_the_factor() -> None:
+    levels = plan_levels(2048)
+    assert [level.side for level in levels] == [256, 512, 1024, 2048]
+    assert [level.steps for level in levels] == [None, *Refine().steps[:3]]
+    assert levels[0].is_composition and levels[-1].scale == 1.0
+    assert [level.side for level in plan_levels(768)] == [256, 512, 768]  # the last step may be smaller
+    assert [level.side for level in plan_levels(600)] == [256, 600]  # never a level just below the output
+    sqrt2 = [level.side for level in plan_levels(1024, refine=Refine(factor=2 ** 0.5, steps=(10,)))]
+    assert sqrt2 == [256, 362, 512, 724, 1024]
+
+
+def test_the_stroke_knob_changes_the_composition_size_and_nothing_else() -> None:
+    assert composition_side(1.0) == COMPOSITION_SIDE
+    normal, coarse, fine = plan_levels(2048), plan_levels(2048, stroke=2.0), plan_levels(2048, stroke=0.5)
+    assert (normal[0].side, coarse[0].side, fine[0].side) == (256, 128, 512)
+    for levels in (normal, coarse, fine):
+        assert levels[-1] == Level(2048, 1.0, Refine().steps_at(len(levels) - 2))
+        assert all(b.side == round(a.side * 2) or b is levels[-1] for a, b in zip(levels, levels[1:]))
+    # the same stroke gives the same composition, relative to the picture, at every output size
+    assert [plan_levels(side, stroke=2.0)[0].side for side in (512, 1024, 4096)] == [128, 128, 128]
+
+
+def _pipeline(folder: Path, **size: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "content": [str(sample("chelsea"))],
+        "styles": [str(sample("the_scream"))],
+        "size": {"max_side": 128, "stroke": 4, **size},  # composition at 64 px, then 128 px
+        "optimize": {"steps": 3, "refine": {"steps": [2]}},
+        "output": {"dir": str(folder / "out"), "format": "png"},
+        "cache": {"dir": str(folder / "cache")},
+    }
+
+
+def _plan_json(path: Path, *extra: str) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-m", "stylepipe", "plan", str(path), "--json", *extra],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_each_level_takes_its_targets_from_the_style_at_its_own_size_cached_per_size(tmp_path: Path, gatys) -> None:
+    config = _pipeline(tmp_path)
+    first = stylepipe.run(config)
+    assert first.exit_code == 0 and first.count("done") == 1
+    assert first.items[0].steps == 3 + 2  # the composition's steps, then the refine level's
+    assert (first.targets_computed, first.targets_cache_hits) == (2, 0)  # one per level
+
+    # the plan lists the levels, and a target per level with its own key, both now cached
+    (tmp_path / "p.yaml").write_text(json.dumps(config))
+    planned = _plan_json(tmp_path / "p.yaml")
+    assert [(lv["side"], lv["composition"], lv["steps"], lv["style_side"]) for lv in planned["levels"]] == [
+        (64, True, 3, 64), (128, False, 2, 128)]
+    keys = [t["key"] for t in planned["style_targets"]]
+    assert len(set(keys)) == 2 and all(t["cached"] for t in planned["style_targets"])
+
+    # each cached target is the style picture's statistics at that level's size, nothing else
+    from stylepipe.extend.terms import StyleLoss
+
+    style = load_image(sample("the_scream")).tensor
+    with TargetCache(tmp_path / "cache") as cache:
+        cached = [unflatten(cache.get(key) or {}) for key in keys]
+    direct = [compute_targets([WeightedImage(style, 1.0)], gatys, [StyleLoss()], StyleSizing(side, None),
+                              torch.device("cpu"))["style"] for side in (64, 128)]
+
+    def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+        return max(float((a[k] - b[k]).norm() / b[k].norm()) for k in b)
+
+    for level, targets in enumerate(cached):  # the file is read once, shrunk for the largest size: ~3 % apart
+        assert distance(targets["style"], direct[level]) < 0.05
+        assert distance(targets["style"], direct[1 - level]) > 0.1  # the other size is another statistic
+
+def test_a_second_run_computes_no_target_and_the_cache_keys_differ_per_size(tmp_path: Path, gatys) -> None:
+    config = _pipeline(tmp_path)
+    stylepipe.run(config)
+    again = stylepipe.run(config, force=True)
+    assert again.count("done") == 1
+    assert (again.targets_computed, again.targets_cache_hits) == (0, 2)
+    bigger = stylepipe.run(_pipeline(tmp_path, max_side=160), force=True)  # levels 64, 128, 160: one new size
+    assert (bigger.targets_computed, bigger.targets_cache_hits) == (1, 2)
+
+
+def test_an_output_of_the_composition_size_keeps_its_fingerprint(tmp_path: Path) -> None:
+    """Single-scale outputs (256 px and the like) are what 1.2 made: finished ones are not redone,
+    while an output that now gets levels is a new picture, redone."""
+    from stylepipe.running.runner import load_checked, make_plan
+
+    def fingerprint(**size: Any) -> str:
+        refine = size.pop("refine", None)
+        config = _pipeline(tmp_path, **size)
+        if refine is not None:
+            config["optimize"]["refine"] = refine
+        return make_plan(load_checked(config)).jobs[0].fingerprint or ""
+
+    small = fingerprint(max_side=64)  # stroke 4: the composition is the output
+    assert small == fingerprint(max_side=64, refine="off") == fingerprint(max_side=64, stroke=1)
+    assert fingerprint(max_side=128) != fingerprint(max_side=128, refine="off")
+    assert fingerprint(max_side=128) != fingerprint(max_side=128, stroke=2)  # the composition moved: 128 px
