@@ -8,10 +8,12 @@ on the output size scores the same at every size. `--gallery PHOTO` also writes,
 whole picture scaled down and a 100 % crop of it, for docs/gallery.md.
 
     python -m benchmarks.sizes --sizes 256 512 1024 --big 2048 --big-photos tubingen chelsea
+    python -m benchmarks.sizes --sizes 256 1024 --big --pairs tubingen:starry_night chelsea:the_scream
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,28 +54,29 @@ def write_default_pipeline(folder: Path, photos: Sequence[Path], styles: Sequenc
     return path
 
 
-def run_size(work: Path, side: int, photos: Sequence[Path], styles: Sequence[Path]) -> list[dict[str, Any]]:
-    """One run at `side` px: per output, its photo, style, path, seconds and steps."""
-    pipeline = write_default_pipeline(work / f"s{side}", photos, styles, work / "cache")
-    start = time.perf_counter()
-    run = run_stylepipe(pipeline, work / f"s{side}" / "outputs", [f"size.max_side={side}"])
-    wall = time.perf_counter() - start
-    print(f"{side} px: {len(run.done)} pictures in {wall:.0f} s", flush=True)
+def run_size(work: Path, side: int, pairs: Sequence[tuple[Path, Path]]) -> list[dict[str, Any]]:
+    """Runs at `side` px, one per painting over its photos: per output, its photo, style, path, seconds, steps."""
     rows = []
-    for item in run.done:
-        rows.append({"size": side, "photo": Path(item["content"]).stem, "style": item["style"],
-                     "output": item["output"], "content": item["content"], "seconds": item["seconds"],
-                     "steps": item["steps"]})
+    for style in sorted({style for _, style in pairs}):
+        photos = [photo for photo, s in pairs if s == style]
+        folder = work / f"s{side}" / style.stem
+        pipeline = write_default_pipeline(folder, photos, [style], work / "cache")
+        start = time.perf_counter()
+        run = run_stylepipe(pipeline, folder / "outputs", [f"size.max_side={side}"])
+        print(f"{side} px × {style.stem}: {len(run.done)} pictures in {time.perf_counter() - start:.0f} s "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        for item in run.done:
+            rows.append({"size": side, "photo": Path(item["content"]).stem, "style": style.stem,
+                         "style_path": str(style), "output": item["output"], "content": item["content"],
+                         "seconds": item["seconds"], "steps": item["steps"]})
     return rows
 
 
-def score_rows(rows: list[dict[str, Any]], styles: Sequence[Path]) -> None:
+def score_rows(rows: list[dict[str, Any]]) -> None:
     """Adds the held-out score of each output, scaled down to 256 px, in place."""
-    by_label = {s.stem: s for s in styles}
     judges: dict[str, HeldOutScore] = {}
     for row in rows:
-        style_path = by_label.get(row["style"]) or next(s for s in styles if row["style"].startswith(s.stem[:5]))
-        judge = judges.setdefault(row["style"], HeldOutScore(style_path, JUDGE_SIDE))
+        judge = judges.setdefault(row["style_path"], HeldOutScore(Path(row["style_path"]), JUDGE_SIDE))
         row.update(judge.score(Path(row["output"]), Path(row["content"])).as_dict())
 
 
@@ -134,23 +137,28 @@ def main() -> None:
     parser.add_argument("--big-styles", nargs="*", default=["starry_night", "the_scream"])
     parser.add_argument("--photos", nargs="*", default=None, help="photo stems (default: all bundled)")
     parser.add_argument("--styles", nargs="*", default=None, help="painting stems (default: all bundled)")
+    parser.add_argument("--pairs", nargs="*", default=None, metavar="PHOTO:STYLE",
+                        help="only these pairs (stems), at every size, instead of photos × styles")
     parser.add_argument("--gallery", nargs=2, metavar=("PHOTO", "STYLE"), default=None,
                         help="write whole and 100%% crop pictures of this pair per size")
     parser.add_argument("--gallery-dir", type=Path, default=Path("docs/images/sizes"))
     args = parser.parse_args()
     photos = sorted(p for p in CONTENT_DIR.glob("*.jpg") if args.photos is None or p.stem in args.photos)
     styles = sorted(p for p in (REPO / "samples" / "styles").glob("*.jpg") if args.styles is None or p.stem in args.styles)
+    pairs = [(p, s) for p in photos for s in styles]
+    if args.pairs:
+        wanted = {tuple(pair.split(":", 1)) for pair in args.pairs}
+        pairs = [(p, s) for p, s in pairs if (p.stem, s.stem) in wanted]
     if JUDGE_SIDE not in args.sizes:
         parser.error(f"--sizes must include {JUDGE_SIDE}: every score is compared with the {JUDGE_SIDE} px output")
     rows: list[dict[str, Any]] = []
     with workspace(args.workdir) as work:
         for side in args.sizes:
-            rows += run_size(work, side, photos, styles)
-        big_photos = [p for p in photos if p.stem in args.big_photos]
-        big_styles = [s for s in styles if s.stem in args.big_styles]
+            rows += run_size(work, side, pairs)
+        big = [(p, s) for p, s in pairs if p.stem in args.big_photos and s.stem in args.big_styles]
         for side in args.big or []:
-            rows += run_size(work, side, big_photos, big_styles)
-        score_rows(rows, styles)
+            rows += run_size(work, side, big)
+        score_rows(rows)
         pictures = gallery(rows, *args.gallery, args.gallery_dir) if args.gallery else []
     info = machine_info()
     print(describe_machine(info))

@@ -124,3 +124,17 @@ def test_an_output_of_the_composition_size_keeps_its_fingerprint(tmp_path: Path)
     assert small == fingerprint(max_side=64, refine="off") == fingerprint(max_side=64, stroke=1)
     assert fingerprint(max_side=128) != fingerprint(max_side=128, refine="off")
     assert fingerprint(max_side=128) != fingerprint(max_side=128, stroke=2)  # the composition moved: 128 px
+
+
+def test_a_palette_gets_the_same_levels_above_its_coarse_to_fine_composition(tmp_path: Path, gatys) -> None:
+    config = _pipeline(tmp_path)
+    config.update(mode="palette", content=[])
+    config["optimize"]["steps"] = 6  # the composition's own schedule: 3 coarse-to-fine sub-levels, 64 px the last
+    report = stylepipe.run(config)
+    assert report.exit_code == 0 and report.count("done") == 1
+    assert report.items[0].steps == 6 + 2
+    assert report.targets_computed == 2
+    from PIL import Image
+
+    with Image.open(report.items[0].output) as picture:
+        assert max(picture.size) == 128
