@@ -13,6 +13,7 @@ whole picture scaled down and a 100 % crop of it, for docs/gallery.md.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -77,7 +78,9 @@ def score_rows(rows: list[dict[str, Any]]) -> None:
     judges: dict[str, HeldOutScore] = {}
     for row in rows:
         judge = judges.setdefault(row["style_path"], HeldOutScore(Path(row["style_path"]), JUDGE_SIDE))
-        row.update(judge.score(Path(row["output"]), Path(row["content"])).as_dict())
+        score = judge.score(Path(row["output"]), Path(row["content"]))
+        row.update(style_distance=round(score.style, 4), content_distance=round(score.content, 4),
+                   speckles=round(score.speckles, 2))
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
@@ -90,8 +93,8 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
         mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
         table.append([
             side, len(group), mean([r["seconds"] for r in group]),
-            mean([r["style"] for r in group]), mean([r["style"] / b["style"] for r, b in paired]),
-            mean([r["content"] for r in group]), mean([r["content"] / b["content"] for r, b in paired]),
+            mean([r["style_distance"] for r in group]), mean([r["style_distance"] / b["style_distance"] for r, b in paired]),
+            mean([r["content_distance"] for r in group]), mean([r["content_distance"] / b["content_distance"] for r, b in paired]),
             mean([r["speckles"] for r in group]), mean([b["speckles"] for _, b in paired]),
         ])
     return markdown_table(["px", "pictures", "s / picture", "style dist.", "÷ 256 px", "content dist.", "÷ 256 px",
@@ -104,8 +107,9 @@ def pair_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for r in sorted(rows, key=lambda r: (r["photo"], r["style"], r["size"])):
         b = base.get((r["photo"], r["style"]))
-        lines.append([r["photo"], r["style"], r["size"], r["seconds"], r["style"], b and r["style"] / b["style"],
-                      r["content"], b and r["content"] / b["content"], r["speckles"]])
+        lines.append([r["photo"], r["style"], r["size"], r["seconds"], r["style_distance"],
+                      b and r["style_distance"] / b["style_distance"], r["content_distance"],
+                      b and r["content_distance"] / b["content_distance"], r["speckles"]])
     return markdown_table(["photo", "style", "px", "s", "style dist.", "÷ 256 px", "content dist.", "÷ 256 px",
                            "speckles"], lines)
 
@@ -137,6 +141,8 @@ def main() -> None:
     parser.add_argument("--big-styles", nargs="*", default=["starry_night", "the_scream"])
     parser.add_argument("--photos", nargs="*", default=None, help="photo stems (default: all bundled)")
     parser.add_argument("--styles", nargs="*", default=None, help="painting stems (default: all bundled)")
+    parser.add_argument("--rescore", type=Path, default=None, metavar="JSON",
+                        help="no runs: score the outputs a previous --json names again, and redo tables and gallery")
     parser.add_argument("--pairs", nargs="*", default=None, metavar="PHOTO:STYLE",
                         help="only these pairs (stems), at every size, instead of photos × styles")
     parser.add_argument("--gallery", nargs=2, metavar=("PHOTO", "STYLE"), default=None,
@@ -152,6 +158,11 @@ def main() -> None:
     if JUDGE_SIDE not in args.sizes:
         parser.error(f"--sizes must include {JUDGE_SIDE}: every score is compared with the {JUDGE_SIDE} px output")
     rows: list[dict[str, Any]] = []
+    if args.rescore:
+        rows = json.loads(args.rescore.read_text())["rows"]
+        score_rows(rows)
+        report(args, rows, gallery(rows, *args.gallery, args.gallery_dir) if args.gallery else [])
+        return
     with workspace(args.workdir) as work:
         for side in args.sizes:
             rows += run_size(work, side, pairs)
@@ -160,6 +171,11 @@ def main() -> None:
             rows += run_size(work, side, big)
         score_rows(rows)
         pictures = gallery(rows, *args.gallery, args.gallery_dir) if args.gallery else []
+    report(args, rows, pictures)
+
+
+def report(args: Any, rows: list[dict[str, Any]], pictures: list[Path]) -> None:
+    """Tables on stdout, everything in the JSON."""
     info = machine_info()
     print(describe_machine(info))
     print(summary_table(rows))
