@@ -210,25 +210,28 @@ def plan_cmd(
         with open_cache(plan.pipeline) as cache:
             targets = cached_targets(plan, cache)
         levels = level_rows(plan.settings, plan.level_sizings)
-        status = lambda j: "done" if j.index in done else ("todo" if j.index in will_run else "later")  # noqa: E731
+        status = lambda j: "done" if j.index in done else (  # noqa: E731
+            ("re-encode" if j.index in plan.reencode else "todo") if j.index in will_run else "later")
         jobs: list[dict[str, Any]] = [{"job": j.index, "content": j.content_ref, "style": j.style_ref, "layers": j.layers, "output": str(j.output),
-                 "status": status(j), "error": j.error} for j in plan.jobs]
+                 "status": status(j), "reason": plan.reasons.get(j.index), "error": j.error} for j in plan.jobs]
         if as_json:
             print(json.dumps({"jobs": jobs, "levels": levels, "style_targets": [t.__dict__ for t in targets]}))
             return
         table = Table(box=None, pad_edge=False)
-        for column in ("job", "status", "content", "style", "output"):
+        for column in ("job", "status", "content", "style", "output", "why"):
             table.add_column(column)
         for j in jobs:
             table.add_row(str(j["job"]), j["status"], Path(j["content"]).name if j["content"] else "",
-                          style_cell(j["style"], j["layers"]), short_path(j["output"]))
+                          style_cell(j["style"], j["layers"]), short_path(j["output"]), j["reason"] or "")
         stdout.print(table)
         stdout.print(f"levels: {describe_levels(levels)}", markup=False)
         for t in targets:
             size = f" at {t.style_side} px" if t.style_side else (f" at {t.style_pixels} pixels" if t.style_pixels else "")
             stdout.print(f"style target {t.label}{size}: {'cached' if t.cached else 'to compute'}")
         later = len(plan.jobs) - len(done) - len(will_run)
-        stdout.print(f"{len(will_run)} to run, {len(done)} already done" + (f", {later} left for a later run" if later else ""))
+        reencode = len(will_run & set(plan.reencode))
+        stdout.print(f"{len(will_run)} to run" + (f" ({reencode} re-encoded from kept paintings)" if reencode else "")
+                     + f", {len(done)} already done" + (f", {later} left for a later run" if later else ""))
 
     guard(body)
 

@@ -73,6 +73,8 @@ class OutputConfig(Strict):
     dpi: int | None = Field(None, ge=1, le=100_000, description="print resolution written into the file (default: the content photo's)")
     html: bool = Field(True, description="write report.html, a gallery page, beside report.json")
     keep_metadata: bool = Field(False, description="copy each content photo's EXIF to its output (orientation already applied)")
+    keep_painting: bool = Field(True, description="keep each painted picture (16-bit PNG in .stylepipe/paintings) so that "
+                                "changing only format, quality, bit depth, dpi, metadata or names re-encodes instead of repainting")
 
     @field_validator("pattern")
     @classmethod

@@ -36,6 +36,8 @@ class ItemReport:
     history: dict[str, list[float | None]] | None = None  # downsampled loss curve: step, total, each term
     note: str | None = None  # how the input was read, when a user should know (first frame of a GIF)
     layers: str | None = None  # reconstruct mode: the layers the picture was rebuilt from
+    reason: str | None = None  # why it was made: new, the painting settings that changed, an output-only change
+    reencoded: bool = False  # made from the kept painting, with no optimisation
 
 
 def failed_item(job: Job, error: str) -> ItemReport:
@@ -82,6 +84,7 @@ class RunReport:
             "summary": {
                 "done": self.count("done"),
                 "skipped": self.count("skipped"),
+                "reencoded": sum(1 for item in self.items if item.reencoded),
                 "failed": self.count("failed"),
                 "rejected": len(self.rejected),
                 "remaining": len(self.remaining),
