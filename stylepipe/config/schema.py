@@ -66,7 +66,7 @@ _FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 
 class OutputConfig(Strict):
     dir: str = "outputs"
-    pattern: str | None = Field(None, description="fields: {content} {style} {mode} {ext} {index} {input} {layers}")
+    pattern: str | None = Field(None, description="fields: {content} {style} {mode} {ext} {index} {input} {layers} {stem_hash}")
     format: Literal["jpg", "png", "webp", "tiff"] = "jpg"
     quality: int = Field(92, ge=1, le=100)
     bit_depth: Literal[8, 16] = Field(8, description="bits per channel; 16 (png, tiff) keeps a print's gradients smooth")

@@ -7,6 +7,7 @@ RunSettings. Which jobs are already done is asked of `plan.resume`.
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from ..config.collect import ErrorCollector
@@ -15,7 +16,7 @@ from ..config.schema import DEFAULT_PATTERN, RECONSTRUCT_PATTERN, PipelineConfig
 from ..core.errors import ConfigError, InputError
 from ..extend.sources import StyleContext, StyleSource
 from ..extend.terms import LossTerm
-from ..io.hashing import sha256_json
+from ..io.hashing import sha256_hex, sha256_json
 from .inputs import FileHasher, PictureLoader, expand_inputs
 from .jobs import Job, Plan, Rejected
 from .loss_setup import mode_warnings, sweep_for
@@ -80,14 +81,15 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
             "index": f"{index:05d}",
             "input": content.stem if content else (style.label if style else ""),
             "layers": step.label if step else "all",
+            "stem_hash": stem_hash(content.name if content else (style.label if style else "")),
         }
         try:
             output = output_path(out_dir, pattern, fields)
         except ConfigError as exc:
             raise pipeline.error(("output", "pattern"), str(exc).removeprefix("output.pattern ")) from None
         if output in seen:
-            raise pipeline.error(("output", "pattern"), f"{_describe(seen[output])} and {_describe(content, style, step)} "
-                                 f"would both write {output.name}; add the field that tells them apart, or {{index}}")
+            raise _collision(pipeline, pattern, f"{_describe(seen[output])} and {_describe(content, style, step)} "
+                             f"would both write {output.name}")
         content_sha, fingerprint, painting, painting_keys, error = None, None, None, None, None
         try:
             content_sha = sha(content) if content else None
@@ -114,6 +116,21 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
         if stored is not None and job.error is None:
             plan.reencode[job.index] = stored
     return plan
+
+
+def stem_hash(name: str) -> str:
+    """`{stem_hash}`: 8 hex digits of the input's file name, which tell apart names that clean to the same text."""
+    return sha256_hex(unicodedata.normalize("NFC", name))[:8]
+
+
+def _collision(pipeline: LoadedPipeline, pattern: str, clash: str) -> ConfigError:
+    """Two jobs, one output name: blamed on `output.pattern` where it is set, else on the default pattern."""
+    example = pattern.replace("{content}", "{content}-{stem_hash}", 1) if "{content}" in pattern else "{index}_" + pattern
+    fix = f"add {{index}} or {{stem_hash}} (8 hex digits of the input's file name), e.g. output.pattern: '{example}'"
+    if pipeline.config.output.pattern is None:
+        return ConfigError(f"{pipeline.source_map.filename}: output.pattern is not set, and the default pattern "
+                           f"{pattern!r} names two outputs alike: {clash}; {fix}")
+    return pipeline.error(("output", "pattern"), f"{clash}; {fix}")
 
 
 def _describe(first: Job | Path | None, style: StyleSource | None = None, step: SweepStep | None = None) -> str:
