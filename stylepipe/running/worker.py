@@ -168,7 +168,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         saving = time.perf_counter()
         try:
             record = {"content": job.content_ref, "style": job.style_ref, "loss": losses, "history": curves[i] if curves else None}
-            write_output(out.images[i].cpu(), job, settings, ctx.out_dir, ready.dpi, record)
+            written = write_output(out.images[i].cpu(), job, settings, ctx.out_dir, ready.dpi, record)
         except (OSError, ValueError) as exc:  # disk full, unwritable folder: this output only
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             items.append(failed_item(job, f"{job.output}: cannot write ({cause})"))
@@ -177,7 +177,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         items.append(ItemReport(content=job.content_ref, style=job.style_ref, output=str(job.output), status="done",
                                 seconds=round(own, 3), loss=losses, steps=out.steps, job=job.index,
                                 history=curves[i] if curves else None,
-                                note="; ".join(n for n in (ready.note, out.note) if n) or None, layers=job.layers))
+                                note="; ".join(n for n in (ready.note, out.note, written) if n) or None, layers=job.layers))
     return items
 
 
