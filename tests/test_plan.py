@@ -177,8 +177,10 @@ def test_unknown_style_source_names_the_key(project: Path) -> None:
 
 
 def test_image_style_folder_gives_one_style_per_picture(project: Path) -> None:
-    plan = make(project, "content: content/chelsea.jpg\nstyles:\n  - path: styles\n    name: ignored\n")
-    assert [job.style_label for job in plan.jobs] == STYLE_NAMES  # a name cannot label four styles
+    plan = make(project, "content: content/chelsea.jpg\nstyles:\n  - styles\n")
+    assert [job.style_label for job in plan.jobs] == STYLE_NAMES
+    # a long form names one picture: a name cannot label four styles
+    assert "is a folder" in plan_error(project, "content: content/chelsea.jpg\nstyles:\n  - path: styles\n    name: ignored\n")
 
 
 # --- jobs per mode -------------------------------------------------------------------------------
@@ -697,3 +699,17 @@ def test_a_collision_of_a_set_pattern_points_at_its_line(project: Path) -> None:
                        "output:\n  format: jpg\n  pattern: '{content}.jpg'\n")
     assert error.startswith(f"{project / 'pipeline.yaml'}:5:12: output.pattern: "), error
     assert "would both write chelsea.jpg" in error and "{stem_hash}" in error
+
+
+# --- style folders: only the shorthand expands ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["styles", "styles/", "styles/s*.jpg"])
+def test_a_folder_or_glob_in_a_long_form_style_is_refused_pointing_to_the_shorthand(project: Path, path: str) -> None:
+    error = plan_error(project, f"content: content/chelsea.jpg\nstyles:\n  - source: image\n    path: {path}\n")
+    assert error.startswith(f"{project / 'pipeline.yaml'}:4:11: styles.0.path: {path!r} is a "), error
+    assert f"write the path alone as a list item (`- {path}`)" in error
+    shorthand = make(project, f"content: content/chelsea.jpg\nstyles:\n  - {path}\n")
+    assert len(shorthand.jobs) == (2 if "*" in path else 4)  # the bare path: one style per picture
+    one = make(project, "content: content/chelsea.jpg\nstyles:\n  - {source: image, path: styles/shipwreck.jpg, name: ship}\n")
+    assert [job.style_label for job in one.jobs] == ["ship"]
