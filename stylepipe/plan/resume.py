@@ -25,6 +25,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..extend.plugins import plugin_code_sha
 from ..io.atomic import write_json_atomic
 from ..io.hashing import sha256_json
 from .outputs import STATE_DIR
@@ -110,10 +111,17 @@ def settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleS
         "algorithm": ALGORITHM_VERSION,
         "settings": json.loads(json.dumps(data, default=str)),
         # every parameter counts here (layer weights change pixels), unlike in the cache key
-        "terms": [dict(term.fingerprint(), weight=term.weight, params=term.params.model_dump(mode="json")) for term in terms],
+        "terms": [_term_entry(term) for term in terms],
         "sizing": asdict(sizing),
         "init_sha": init_sha,
     }
+
+
+def _term_entry(term: LossTerm) -> dict[str, Any]:
+    """A term in the fingerprint: every parameter, and a folder plugin's file bytes (built-ins: none, as before)."""
+    entry = dict(term.fingerprint(), weight=term.weight, params=term.params.model_dump(mode="json"))
+    code = plugin_code_sha(term)
+    return entry if code is None else entry | {"code": code}
 
 
 def job_fingerprint(content_sha: str | None, style: StyleSource | None, digest: dict[str, Any], weights_id: str,
@@ -134,6 +142,9 @@ def fingerprint_payload(content_sha: str | None, style: StyleSource | None, dige
     }
     if sweep is not None:
         payload["sweep"] = sweep
+    style_code = plugin_code_sha(style) if style else None
+    if style_code is not None:  # a folder plugin's style source: its file's bytes count
+        payload["style_code"] = style_code
     return json.loads(json.dumps(payload, default=str))
 
 
