@@ -21,7 +21,7 @@ from ..core.device import resolve_device
 from ..core.errors import ConfigError, DeviceUnavailable, EnvironmentProblem, StylepipeError
 from ..core.network import FeatureExtractor, network_fingerprint
 from ..core.target_fns import StyleSizing, style_terms, targets_to
-from ..extend.networks import build_extractor, weights_id
+from ..extend.networks import build_extractor, weights_availability, weights_id
 from ..extend.sources import StyleSource
 from ..extend.terms import LossTerm
 from ..io.atomic import sweep_partials, write_json_atomic
@@ -49,6 +49,19 @@ def run_device(name: str) -> torch.device:
         return resolve_device(name)
     except DeviceUnavailable as exc:
         raise EnvironmentProblem(f"network.device is {exc.requested!r} but {exc.reason}") from None
+
+
+def check_environment(settings: RunSettings) -> None:
+    """What `run` would find missing before its first job: the device and the network's weights
+    (EnvironmentProblem, exit 3), so that `validate` answers as `run` would."""
+    run_device(settings.device)
+    if settings.network_weights is not None:
+        if not settings.network_weights.is_file():
+            raise EnvironmentProblem(f"network.weights: {settings.network_weights}: file not found")
+        return
+    available, where = weights_availability(settings.network)
+    if not available:
+        raise EnvironmentProblem(f"network.name is {settings.network!r} but its weights are not here: {where}")
 
 
 def open_cache(pipeline: LoadedPipeline) -> TargetCache:
