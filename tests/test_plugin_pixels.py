@@ -68,3 +68,14 @@ def test_built_in_terms_keep_their_fingerprints() -> None:
     from stylepipe.plan.resume import _term_entry
 
     assert "code" not in _term_entry(ContentLoss())
+
+
+def test_a_term_without_layers_gets_the_whole_pictures_when_tiled(tmp_path: Path, gatys, forget_plugins) -> None:
+    from stylepipe.core.tiling import Tiling
+    from stylepipe.core.tiling import content_targets as tiled_content_targets
+
+    plan = make_plan(load_pipeline(project(tmp_path)))
+    content = torch.rand(1, 3, 96, 96)
+    tiled = tiled_content_targets(gatys, plan.terms, content, Tiling(core=32))
+    assert torch.allclose(tiled["brightness"]["mean"], content.mean(dim=(1, 2, 3)))
+    assert "relu4_2" in tiled["content"]

@@ -99,3 +99,23 @@ def test_keep_painting_off_keeps_nothing_and_removes_what_was_kept(tmp_path: Pat
     assert all(item.steps > 0 and not item.reencoded for item in report.items)
     assert not list(folder.iterdir())
     assert np.asarray(Image.open(report.items[0].output)).shape == (24, 32, 3)
+
+
+def test_a_photo_gone_before_its_re_encode_fails_its_own_job_only(tmp_path: Path, monkeypatch) -> None:
+    import stylepipe.running.runner as runner_module
+
+    pipeline = five_photos(tmp_path)
+    run_pipeline(load_pipeline(pipeline))
+    real_make_plan = runner_module.make_plan
+
+    def plan_then_remove(*args, **kwargs):
+        plan = real_make_plan(*args, **kwargs)
+        (tmp_path / "photos" / "p0.png").unlink()  # another process removes a photo after planning
+        return plan
+
+    monkeypatch.setattr(runner_module, "make_plan", plan_then_remove)
+    report = run_pipeline(load_pipeline(pipeline, ["output.format=webp"]))
+    statuses = sorted((item.job, item.status) for item in report.items)
+    assert statuses == [(0, "failed")] + [(i, "done") for i in range(1, 5)]
+    failed = next(item for item in report.items if item.status == "failed")
+    assert "cannot re-encode" in failed.error and "p0.png" in failed.error

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..core.errors import StylepipeError
 from ..core.geometry import resize
 from ..io.alpha import ALPHA_FORMATS, FLATTEN_COLOUR, read_alpha
 from ..io.atomic import write_json_atomic
@@ -71,7 +72,7 @@ def reencode(job: Job, stored: Path, settings: RunSettings, out_dir: Path, reaso
         record: dict[str, Any] = {"content": job.content_ref, "style": job.style_ref, "loss": painted.get("loss"),
                                   "history": painted.get("history")}
         note = write_output(image, job, settings, out_dir, dpi, record)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, StylepipeError) as exc:  # a kept painting or photo gone unreadable since the plan
         cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return failed_item(job, f"{job.output}: cannot re-encode from {stored} ({cause})")
     return ItemReport(content=job.content_ref, style=job.style_ref, output=str(job.output), status="done",
