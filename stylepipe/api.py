@@ -44,6 +44,7 @@ from .report.record import RunReport
 from .running.batcher import in_batches
 from .running.context import WorkerContext, WorkerSpec, resolve_batch_size
 from .running.runner import load_checked, open_cache, run_device, run_pipeline, target_store
+from .running.step_bar import ProgressLike, StepReport, step_reporter
 from .running.stylize import stylize_batch
 from .running.worker import fit_content
 from .targets.cache import TargetCache
@@ -250,7 +251,7 @@ class Stylizer:
                 **settings: Any) -> Any: ...
 
     def stylize(self, contents: Picture | list[Any], style: StyleLike, *, as_tensor: bool | None = None,
-                **settings: Any) -> Any:
+                progress: ProgressLike = None, **settings: Any) -> Any:
         """Style one picture or a list of them; pictures of one size are optimised together in
         batches on the device (`batch_size`, halved for good on out-of-memory).
 
@@ -260,7 +261,8 @@ class Stylizer:
         given tensors or `as_tensor=True` (float (3, H, W) in [0, 1]). Each output is the size the
         content is worked at (`max_side`, `max_pixels`). `style` is a Style, or anything
         `style()` takes. `settings` override this Stylizer's for this call (`steps=10`,
-        `style_weight=500`, `seed=1`…); the network, cache and plugins stay as made.
+        `style_weight=500`, `seed=1`…); the network, cache and plugins stay as made. `progress`:
+        a callable `(step, steps, loss)` called after each step, or True for a bar on stderr.
 
         >>> from PIL import Image
         >>> from stylepipe import Stylizer
@@ -285,7 +287,8 @@ class Stylizer:
         targets = self._targets(handle, setup)
         pictures = [fit_content(to_tensor(item, setup.fit, setup.settings.max_input_pixels, _name(item, i)),
                                 setup.settings, _name(item, i)) for i, item in enumerate(items)]
-        results = self._optimise(pictures, targets, context)
+        with step_reporter(progress) as on_step:
+            results = self._optimise(pictures, targets, context, on_step)
         outputs: list[Any] = results if want_tensor else [to_pil(image) for image in results]
         if batch and want_tensor:
             return torch.stack(outputs)
@@ -307,7 +310,8 @@ class Stylizer:
                           precision=resolve_precision(run_settings.precision, self.device))
         return setup, context
 
-    def _optimise(self, pictures: list[torch.Tensor], targets: list[Targets], context: WorkerContext) -> list[torch.Tensor]:
+    def _optimise(self, pictures: list[torch.Tensor], targets: list[Targets], context: WorkerContext,
+                  on_step: StepReport | None = None) -> list[torch.Tensor]:
         """Pictures of one size together, in the worker's device batches; results in input order."""
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, picture in enumerate(pictures):
@@ -317,7 +321,7 @@ class Stylizer:
 
             def run_batch(chunk: list[int], size: tuple[int, int] = size) -> torch.Tensor:
                 content = torch.stack([pictures[i] for i in chunk])
-                return stylize_batch(context, content, size, targets).images.detach().cpu()
+                return stylize_batch(context, content, size, targets, on_step=on_step).images.detach().cpu()
 
             for chunk, outcome in in_batches(indices, context, run_batch):
                 if isinstance(outcome, Exception):

@@ -320,3 +320,19 @@ def test_run_returns_the_report_for_a_file_or_a_dict(folder: Path) -> None:
         stylepipe.run("pipeline.yaml", steps=0)
     with pytest.raises(ConfigError, match=re.escape("<dict>: styles.0.path: file not found")):
         stylepipe.run({"content": ["photos/"], "styles": ["nope.jpg"]})
+
+
+# --- progress ------------------------------------------------------------------------------------------
+
+
+def test_stylize_reports_progress_to_a_callback_or_a_bar(tmp_path: Path, capsys) -> None:
+    seen: list[tuple[int, int, float]] = []
+    with Stylizer(max_side=32, steps=3, cache_dir=tmp_path / "cache") as stylizer:
+        style = stylizer.style(sample("the_scream"))
+        photo = Image.open(sample("chelsea")).convert("RGB")
+        stylizer.stylize(photo, style, progress=lambda step, steps, loss: seen.append((step, steps, loss)))
+        assert [s for s, _, _ in seen] == [1, 2, 3] and {n for _, n, _ in seen} == {3}
+        assert all(isinstance(loss, float) and loss > 0 for _, _, loss in seen)
+        assert stylizer.stylize(photo, style, progress=True).size == (32, 22)
+        with pytest.raises(TypeError, match="progress"):
+            stylizer.stylize(photo, style, progress="yes")  # type: ignore[arg-type]

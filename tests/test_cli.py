@@ -442,3 +442,55 @@ def test_plain_log_of_a_run_with_a_failure_is_one_timestamped_line_per_event(pro
     assert re.search(r"ERROR failed: job 0 \(broken\.jpg × the_scream\): \S*broken\.jpg: not an image Pillow can read", failure), failure
     assert any(re.search(r"INFO done: chelsea__the_scream\.jpg", line) for line in lines), proc.stderr
     assert not any(line.endswith(" ") for line in lines)  # no padding to a terminal's width
+
+
+# --- the second hour: the command line's rough edges ---------------------------------------------------
+
+
+def test_version_flag_prints_the_version() -> None:
+    from stylepipe import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == __version__
+
+
+@pytest.mark.parametrize("command", [["report"], ["version"], ["networks"], ["plugins", "list"], ["cache", "info"]])
+def test_every_command_takes_verbose(project: Path, command: list[str]) -> None:
+    extra = [str(project)] if command == ["report"] else []
+    result = invoke(*command, *extra, "-v")
+    assert "No such option" not in result.output, result.output
+
+
+def test_validate_checks_the_device_and_weights_like_run(project: Path, monkeypatch) -> None:
+    path = write(project, GOOD)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = invoke("validate", path, "--set", "network.device=cuda")
+    assert result.exit_code == 3, result.output
+    assert "network.device is 'cuda'" in result.output
+    missing = invoke("validate", path, "--set", f"network.weights={project / 'nope.pth'}")
+    assert missing.exit_code == 3 and "nope.pth: file not found" in missing.output, missing.output
+
+
+def test_each_command_shows_only_its_options_with_typed_metavars() -> None:
+    validate = invoke("validate", "--help").stdout
+    assert "--force" not in validate and "--max-jobs" not in validate
+    run = invoke("run", "--help").stdout
+    assert "--set KEY=VALUE" in run and "--executor [local|ray]" in run and "--shard I/N" in run
+    assert "<list[str]>" not in run and "<str>" not in run
+
+
+def test_a_bad_set_value_is_blamed_on_set(project: Path) -> None:
+    path = write(project, GOOD, "ok.yaml")
+    result = invoke("validate", path, "--set", "size.max_side=")
+    assert result.exit_code == 2
+    assert error_lines(result.stderr)[0].startswith("error: --set: size:"), result.stderr
+    assert "ok.yaml:1:1" not in result.stderr
+
+
+def test_did_you_mean_finds_nested_keys_in_the_file_and_after_set(project: Path) -> None:
+    path = write(project, GOOD + "steps: 3\nmax_side: 40\n")
+    lines = error_lines(invoke("validate", path).stderr)
+    assert lines[0].endswith("steps: Extra inputs are not permitted (did you mean `optimize.steps`?)"), lines
+    assert lines[1].endswith("max_side: Extra inputs are not permitted (did you mean `size.max_side`?)"), lines
+    result = invoke("validate", write(project, GOOD), "--set", "max_side=300")
+    assert result.exit_code == 2 and "(did you mean `size.max_side`?)" in result.stderr

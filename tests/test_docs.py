@@ -99,3 +99,33 @@ def test_every_pipeline_key_has_a_row_in_the_readme_reference() -> None:
 
     assert [key for key in leaves(PipelineConfig) if not documented(key)] == []
     assert {"output.format", "output.bit_depth", "output.dpi"} <= rows
+
+
+def test_the_step_counts_the_readme_gives_for_make_run_are_the_defaults() -> None:
+    from stylepipe.config.defaults import TRANSFER
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    stated = [int(a or b) for a, b in re.findall(r"`make run` uses (\d+)|`make run` \([^)]*?\b(\d+) L-BFGS steps", text)]
+    assert len(stated) >= 2, stated
+    assert set(stated) == {TRANSFER.steps}, stated
+    assert "steps" not in yaml.safe_load((ROOT / "pipeline.yaml").read_text()).get("optimize", {})  # make run's pipeline
+    example = re.search(r'"steps": (\d+),.*?"history": \{"step": \[[^\]]*?(\d+)\]', text, re.S)
+    assert example and example[1] == example[2] == str(TRANSFER.steps), "the report example's curve ends at its steps"
+
+
+def test_the_sample_log_is_in_time_order() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    stamps = re.findall(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\+00:00 (?:INFO|ERROR|WARNING)", text, re.M)
+    assert len(stamps) >= 3 and stamps == sorted(stamps), stamps
+
+
+def test_the_exceptions_docs_library_shows_are_the_ones_raised() -> None:
+    from stylepipe import Stylizer
+
+    text = (ROOT / "docs" / "library.md").read_text(encoding="utf-8")
+    shown = re.findall(r"^>>> (Stylizer\(\w+=\d+\))\n(\w+): (.{40})", text, re.M)
+    assert len(shown) == 3, shown
+    for call, name, start in shown:
+        with pytest.raises(Exception) as info:
+            eval(call, {"Stylizer": Stylizer})  # noqa: S307 - the docs' own examples
+        assert (type(info.value).__name__, str(info.value)[:40]) == (name, start)

@@ -197,3 +197,31 @@ def test_a_moved_output_folder_and_a_report_elsewhere_still_show_every_picture(t
     assert cells(tmp_path / "reports" / "nightly.html") == ["skipped"]
     assert 'href="../copied/results/coffee__starry_night.jpg"' in page
     assert '<img src="../copied/results/.stylepipe/thumbs/' in page
+
+
+# --- the second hour: what the page shows ---------------------------------------------------------------
+
+
+def test_the_page_shows_only_the_settings_the_format_uses_and_zero_failed_is_neutral(tmp_path: Path) -> None:
+    pipeline = write_pipeline(tmp_path, [str(sample("coffee"))], [str(sample("starry_night"))],
+                              output={"format": "png", "quality": 80})
+    report = run_pipeline(load_pipeline(pipeline))
+    assert report.settings["output"] == "png"
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "q80" not in page
+    assert '<span class="none">0 failed</span>' in page and '<span class="done">1 done</span>' in page
+    jpg = run_pipeline(load_pipeline(pipeline, ["output.format=jpg"]))
+    assert jpg.settings["output"] == "jpg q80"
+
+
+def test_thumbnails_no_job_references_are_pruned(tmp_path: Path) -> None:
+    pipeline = write_pipeline(tmp_path, [str(sample("coffee")), str(sample("chelsea"))], [str(sample("starry_night"))])
+    out = tmp_path / "out"
+    run_pipeline(load_pipeline(pipeline))
+    folder = out / ".stylepipe" / THUMB_DIR
+    assert len(list(folder.iterdir())) == 5  # two photos, the style, two outputs
+    write_pipeline(tmp_path, [str(sample("coffee"))], [str(sample("starry_night"))])
+    run_pipeline(load_pipeline(pipeline))
+    page = (out / "report.html").read_text()
+    kept = sorted(path.name for path in folder.iterdir())
+    assert len(kept) == 3 and all(name in page for name in kept)

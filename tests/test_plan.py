@@ -177,8 +177,10 @@ def test_unknown_style_source_names_the_key(project: Path) -> None:
 
 
 def test_image_style_folder_gives_one_style_per_picture(project: Path) -> None:
-    plan = make(project, "content: content/chelsea.jpg\nstyles:\n  - path: styles\n    name: ignored\n")
-    assert [job.style_label for job in plan.jobs] == STYLE_NAMES  # a name cannot label four styles
+    plan = make(project, "content: content/chelsea.jpg\nstyles:\n  - styles\n")
+    assert [job.style_label for job in plan.jobs] == STYLE_NAMES
+    # a long form names one picture: a name cannot label four styles
+    assert "is a folder" in plan_error(project, "content: content/chelsea.jpg\nstyles:\n  - path: styles\n    name: ignored\n")
 
 
 # --- jobs per mode -------------------------------------------------------------------------------
@@ -316,14 +318,15 @@ def test_unsafe_style_name_cannot_escape_the_output_folder(project: Path) -> Non
         assert job.output.resolve().parent == out, job.output
         assert "/" not in job.output.name and ".." not in job.output.name
     assert [job.output.name for job in plan.jobs] == [
-        "chelsea__evil.jpg", "chelsea__etc_passwd.jpg", "chelsea__Starry_night_Van_Gogh_1889.jpg"]
+        "chelsea__evil.jpg", "chelsea__etc_passwd.jpg", "chelsea__Starry night, Van Gogh (1889) ★.jpg"]
     assert [job.style_label for job in plan.jobs][0] == "../../evil"  # the label itself is kept for reports
 
 
 @pytest.mark.parametrize(
     ("label", "safe"),
-    [("../../evil", "evil"), ("..", "_"), ("", "_"), ("a b/c\\d", "a_b_c_d"), (".hidden", "hidden"),
-     ("x+y-z.1", "x+y-z.1"), ("é", "_"), ("a" * 300, "a" * 120)],
+    [("../../evil", "evil"), ("..", "_"), ("", "_"), ("a b/c\\d", "a b_c_d"), (".hidden", "hidden"),
+     ("x+y-z.1", "x+y-z.1"), ("é", "é"), ("e\u0301", "é"), ("a" * 300, "a" * 120), ("猫" * 50, "猫" * 40),
+     ('a<b>c:d"e|f?g*h\x00i\x1fj', "a_b_c_d_e_f_g_h_i_j"), ("nul", "_nul"), ("mon été 2024", "mon été 2024")],
 )
 def test_safe_name(label: str, safe: str) -> None:
     assert safe_name(label) == safe
@@ -665,3 +668,48 @@ def test_explicit_settings_beat_the_mode_defaults(project: Path) -> None:
         styles: [styles/the_scream.jpg]
         """, "optimize.pyramid.levels=3")
     assert transfer.settings.optimize.steps == 50 and transfer.settings.pyramid.levels == 3
+
+
+# --- names in any alphabet -------------------------------------------------------------------------
+
+
+def test_output_names_keep_letters_of_every_alphabet(project: Path) -> None:
+    (project / "mine").mkdir()
+    for name in ("mon été 2024.jpg", "猫.jpg", "犬.jpg"):
+        shutil.copy(project / "content" / "chelsea.jpg", project / "mine" / name)
+    plan = make(project, "content: mine\nstyles: styles/the_scream.jpg\n")
+    names = sorted(job.output.name for job in plan.jobs)
+    assert names == ["mon été 2024__the_scream.jpg", "犬__the_scream.jpg", "猫__the_scream.jpg"]
+
+
+def test_a_collision_of_the_default_pattern_says_so_and_suggests_index_or_stem_hash(project: Path) -> None:
+    (project / "mine").mkdir()
+    for name in ("a:b.jpg", "a?b.jpg"):
+        shutil.copy(project / "content" / "chelsea.jpg", project / "mine" / name)
+    error = plan_error(project, "content: mine\nstyles: styles/the_scream.jpg\n")
+    assert error.startswith(f"{project / 'pipeline.yaml'}: output.pattern is not set, and the default pattern"), error
+    assert ":1:1:" not in error and "would both write a_b__the_scream.jpg" in error
+    assert "{index}" in error and "'{content}-{stem_hash}__{style}.{ext}'" in error
+    plan = make(project, "content: mine\nstyles: styles/the_scream.jpg\n", "output.pattern={content}-{stem_hash}__{style}.{ext}")
+    assert len({job.output for job in plan.jobs}) == 2
+
+
+def test_a_collision_of_a_set_pattern_points_at_its_line(project: Path) -> None:
+    error = plan_error(project, "content: content/chelsea.jpg\nstyles: [styles/the_scream.jpg, styles/shipwreck.jpg]\n"
+                       "output:\n  format: jpg\n  pattern: '{content}.jpg'\n")
+    assert error.startswith(f"{project / 'pipeline.yaml'}:5:12: output.pattern: "), error
+    assert "would both write chelsea.jpg" in error and "{stem_hash}" in error
+
+
+# --- style folders: only the shorthand expands ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["styles", "styles/", "styles/s*.jpg"])
+def test_a_folder_or_glob_in_a_long_form_style_is_refused_pointing_to_the_shorthand(project: Path, path: str) -> None:
+    error = plan_error(project, f"content: content/chelsea.jpg\nstyles:\n  - source: image\n    path: {path}\n")
+    assert error.startswith(f"{project / 'pipeline.yaml'}:4:11: styles.0.path: {path!r} is a "), error
+    assert f"write the path alone as a list item (`- {path}`)" in error
+    shorthand = make(project, f"content: content/chelsea.jpg\nstyles:\n  - {path}\n")
+    assert len(shorthand.jobs) == (2 if "*" in path else 4)  # the bare path: one style per picture
+    one = make(project, "content: content/chelsea.jpg\nstyles:\n  - {source: image, path: styles/shipwreck.jpg, name: ship}\n")
+    assert [job.style_label for job in one.jobs] == ["ship"]

@@ -40,14 +40,25 @@ from .options import (
 from .render import CliEvents, short_path, style_cell, summary_table
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        stdout.print(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: VerboseOpt = False) -> None:
+def _main(
+    verbose: VerboseOpt = False,
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="print the version and exit")] = False,
+) -> None:
     setup_logging(stderr, verbose)
 
 
 @app.command()
-def version() -> None:
+def version(verbose: VerboseOpt = False) -> None:
     """Print the version."""
+    verbose_logging(verbose)
     stdout.print(__version__)
 
 
@@ -103,7 +114,7 @@ def run(
     executor: ExecutorOpt = None,
     shard: ShardOpt = None,
     max_jobs: MaxJobsOpt = None,
-    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop cleanly before this wall time is exceeded (90s, 45m, 2h)")] = None,
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", metavar="DURATION", help="stop cleanly before this wall time is exceeded (90s, 45m, 2h)")] = None,
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="also write logs to this file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the run summary as one JSON object on stdout")] = False,
     verbose: VerboseOpt = False,
@@ -147,9 +158,12 @@ def run(
 def report_cmd(
     output_dir: Annotated[Path, typer.Argument(help="an output folder with report.json (and any shard reports)")],
     open_page: Annotated[bool, typer.Option("--open", help="open the page in the default browser")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Rebuild report.html from the folder's report files and pictures (all shards on one page)."""
     from ..report.page import page_for_folder
+
+    verbose_logging(verbose)
 
     def body() -> None:
         if not output_dir.is_dir():
@@ -171,14 +185,17 @@ def validate(
     output_dir: OutputOpt = None,
     executor: ExecutorOpt = None,
     shard: ShardOpt = None,
-    force: ForceOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Check the pipeline (schema, files, plugins) without running anything; every mistake at once."""
+    """Check the pipeline (schema, files, plugins) and the environment (device, weights) without
+    running anything; every mistake of the file at once (exit 2), then what this machine lacks (exit 3)."""
+    from ..running.runner import check_environment
+
     verbose_logging(verbose)
 
     def body() -> None:
-        plan = _checked_plan(pipeline, set_ or [], executor, force, output_dir, shard)
+        plan = _checked_plan(pipeline, set_ or [], executor, False, output_dir, shard)
+        check_environment(plan.settings)
         stdout.print(f"{pipeline}: valid — {len(plan.jobs)} job(s), {len(plan.terms)} loss term(s)")
 
     guard(body)
@@ -210,25 +227,28 @@ def plan_cmd(
         with open_cache(plan.pipeline) as cache:
             targets = cached_targets(plan, cache)
         levels = level_rows(plan.settings, plan.level_sizings)
-        status = lambda j: "done" if j.index in done else ("todo" if j.index in will_run else "later")  # noqa: E731
+        status = lambda j: "done" if j.index in done else (  # noqa: E731
+            ("re-encode" if j.index in plan.reencode else "todo") if j.index in will_run else "later")
         jobs: list[dict[str, Any]] = [{"job": j.index, "content": j.content_ref, "style": j.style_ref, "layers": j.layers, "output": str(j.output),
-                 "status": status(j), "error": j.error} for j in plan.jobs]
+                 "status": status(j), "reason": plan.reasons.get(j.index), "error": j.error} for j in plan.jobs]
         if as_json:
             print(json.dumps({"jobs": jobs, "levels": levels, "style_targets": [t.__dict__ for t in targets]}))
             return
         table = Table(box=None, pad_edge=False)
-        for column in ("job", "status", "content", "style", "output"):
+        for column in ("job", "status", "content", "style", "output", "why"):
             table.add_column(column)
         for j in jobs:
             table.add_row(str(j["job"]), j["status"], Path(j["content"]).name if j["content"] else "",
-                          style_cell(j["style"], j["layers"]), short_path(j["output"]))
+                          style_cell(j["style"], j["layers"]), short_path(j["output"]), j["reason"] or "")
         stdout.print(table)
         stdout.print(f"levels: {describe_levels(levels)}", markup=False)
         for t in targets:
             size = f" at {t.style_side} px" if t.style_side else (f" at {t.style_pixels} pixels" if t.style_pixels else "")
             stdout.print(f"style target {t.label}{size}: {'cached' if t.cached else 'to compute'}")
         later = len(plan.jobs) - len(done) - len(will_run)
-        stdout.print(f"{len(will_run)} to run, {len(done)} already done" + (f", {later} left for a later run" if later else ""))
+        reencode = len(will_run & set(plan.reencode))
+        stdout.print(f"{len(will_run)} to run" + (f" ({reencode} re-encoded from kept paintings)" if reencode else "")
+                     + f", {len(done)} already done" + (f", {later} left for a later run" if later else ""))
 
     guard(body)
 

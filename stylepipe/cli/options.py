@@ -37,23 +37,23 @@ T = TypeVar("T")
 PipelineArg = Annotated[Path, typer.Argument(help="the pipeline YAML file", show_default=True)]
 
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: --set optimize.steps=50 (repeatable); "
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="override a key: --set optimize.steps=50 (repeatable); "
                                                      "path values are relative to the working directory")]
 
 
 OutputOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="override output.dir (relative to the working directory)")]
 
 
-ShardOpt = Annotated[Optional[str], typer.Option(help="only shard I/N of the jobs (stable hash), e.g. 0/4")]
+ShardOpt = Annotated[Optional[str], typer.Option(metavar="I/N", help="only shard I/N of the jobs (stable hash), e.g. 0/4")]
 
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="redo outputs that are already up to date")]
 
 
-MaxJobsOpt = Annotated[Optional[int], typer.Option("--max-jobs", min=1, help="stop cleanly after this many jobs")]
+MaxJobsOpt = Annotated[Optional[int], typer.Option("--max-jobs", min=1, metavar="N", help="stop cleanly after this many jobs")]
 
 
-ExecutorOpt = Annotated[Optional[str], typer.Option(help="override the pipeline's executor (local, ray)")]
+ExecutorOpt = Annotated[Optional[str], typer.Option(metavar="[local|ray]", help="override the pipeline's executor")]
 
 
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging on stderr")]

@@ -36,7 +36,10 @@ class SourceMap:
         node, key_node = self.root, None
         for part in loc:
             child, child_key = _child(node, part)
-            if child is None:
+            if child is None:  # not in the file: an override below `loc` made it (a model-level check)
+                below = [where for key, where in self.overridden if key.startswith(dotted + ".") or not dotted]
+                if below:
+                    return below[0]
                 break
             node, key_node = child, child_key
         target = key_node if (at_key and key_node is not None) else node
@@ -75,8 +78,8 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _keys_at(model: type[BaseModel], loc: Loc) -> list[str]:
-    """The keys a mapping at `loc` (inside `model`) may hold: what a misspelt key is compared to."""
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model of the mapping at `loc` inside `model` (list indices skipped), if it is one."""
     current: type[BaseModel] | None = model
     for part in loc:
         if isinstance(part, int):
@@ -84,14 +87,40 @@ def _keys_at(model: type[BaseModel], loc: Loc) -> list[str]:
         info = current.model_fields.get(str(part)) if current is not None else None
         current = _model_in(info.annotation) if info is not None else None
         if current is None:
-            return []
+            return None
+    return current
+
+
+def _keys_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys a mapping at `loc` (inside `model`) may hold: what a misspelt key is compared to."""
+    current = _model_at(model, loc)
     return list(current.model_fields) if current is not None else []
+
+
+def _nested_key(model: type[BaseModel], loc: Loc, word: str, depth: int = 2) -> str | None:
+    """The full key of a setting written one section too high (`steps` → `optimize.steps`)."""
+    current = _model_at(model, loc)
+    if current is None or depth == 0:
+        return None
+    for name, info in current.model_fields.items():
+        inner = _model_in(info.annotation)
+        if inner is None or typing.get_origin(info.annotation) is list:
+            continue
+        if word in inner.model_fields:
+            return ".".join([*(str(p) for p in loc), name, word])
+        deeper = _nested_key(inner, (), word, depth - 1)
+        if deeper is not None:
+            return ".".join([*(str(p) for p in loc), name, deeper])
+    return None
 
 
 def _hint(err: Mapping[str, Any], model: type[BaseModel] | None) -> str:
     """A did-you-mean for a misspelt key (extra_forbidden) or value (literal_error)."""
     loc = tuple(err["loc"])
     if err["type"] == "extra_forbidden" and model is not None and loc:
+        nested = _nested_key(model, loc[:-1], str(loc[-1]))
+        if nested is not None:
+            return f" (did you mean `{nested}`?)"
         return did_you_mean(str(loc[-1]), _keys_at(model, loc[:-1]))
     if err["type"] == "literal_error" and isinstance(err.get("input"), str):
         return did_you_mean(err["input"], re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))

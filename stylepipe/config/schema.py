@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ..extend.networks import NETWORKS
 from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
@@ -66,13 +66,15 @@ _FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 
 class OutputConfig(Strict):
     dir: str = "outputs"
-    pattern: str | None = Field(None, description="fields: {content} {style} {mode} {ext} {index} {input} {layers}")
+    pattern: str | None = Field(None, description="fields: {content} {style} {mode} {ext} {index} {input} {layers} {stem_hash}")
     format: Literal["jpg", "png", "webp", "tiff"] = "jpg"
     quality: int = Field(92, ge=1, le=100)
     bit_depth: Literal[8, 16] = Field(8, description="bits per channel; 16 (png, tiff) keeps a print's gradients smooth")
     dpi: int | None = Field(None, ge=1, le=100_000, description="print resolution written into the file (default: the content photo's)")
     html: bool = Field(True, description="write report.html, a gallery page, beside report.json")
     keep_metadata: bool = Field(False, description="copy each content photo's EXIF to its output (orientation already applied)")
+    keep_painting: bool = Field(True, description="keep each painted picture (16-bit PNG in .stylepipe/paintings) so that "
+                                "changing only format, quality, bit depth, dpi, metadata or names re-encodes instead of repainting")
 
     @field_validator("pattern")
     @classmethod
@@ -216,6 +218,7 @@ class StyleEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
     source: str = "image"
     name: str | None = Field(None, description="label used for {style} in output names")
+    _shorthand: bool = PrivateAttr(False)
 
     @model_validator(mode="before")
     @classmethod
@@ -227,6 +230,18 @@ class StyleEntry(BaseModel):
 
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    @classmethod
+    def shorthand(cls, path: str) -> StyleEntry:
+        """A bare path under `styles:`: an `image` entry that may be a folder or glob (one style per picture)."""
+        entry = cls(source="image", path=path)
+        entry._shorthand = True
+        return entry
+
+    @property
+    def is_shorthand(self) -> bool:
+        """Written as a bare path, the only form in which a folder or glob expands to several styles."""
+        return self._shorthand
 
 
 #: The paper's Figure 1: content from each of these layers alone, style from growing prefixes.
@@ -276,7 +291,7 @@ class PipelineConfig(Strict):
         if isinstance(value, str):
             value = [value]
         if isinstance(value, list):
-            return [{"source": "image", "path": item} if isinstance(item, str) else item for item in value]
+            return [StyleEntry.shorthand(item) if isinstance(item, str) else item for item in value]
         return value
 
     @field_validator("reconstruct", mode="before")

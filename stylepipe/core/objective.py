@@ -77,12 +77,20 @@ class Objective:
         return values
 
 
+#: The key under which a content-side term's `content_targets` also finds the content photos
+#: themselves, (B, 3, H, W) in [0, 1] at the working size (of each level): terms that keep
+#: something of the pixels (brightness, colours) read them there.
+CONTENT_PIXELS = "pixels"
+
+
 def content_targets(extractor: FeatureExtractor, terms: Sequence[Term], content: torch.Tensor) -> Targets:
-    """Targets of the content-side terms for a batch of content images."""
+    """Targets of the content-side terms for a batch of content images: their features at the
+    taps they read, plus the pictures under CONTENT_PIXELS."""
     content_terms = [term for term in terms if term.side == "content"]
-    layers = sorted({layer for term in content_terms for layer in term.layers})
-    if not layers:
+    if not content_terms:
         return {}
+    layers = sorted({layer for term in content_terms for layer in term.layers})
     with torch.no_grad():
-        features = extractor(content, layers)
+        features = dict(extractor(content, layers)) if layers else {}
+        features[CONTENT_PIXELS] = content
         return {term.name: term.content_targets(features) for term in content_terms}

@@ -45,6 +45,7 @@ from torch.autograd.function import once_differentiable
 from .errors import TilingError
 from .loss_fns import Features, Targets, TensorDict, Term, TileSafeTerm
 from .network import TAPS, FeatureExtractor, deepest
+from .objective import CONTENT_PIXELS
 from .tile_geometry import Footprint, Tile, TilePlan, core_at, footprint
 
 __all__ = ["DEFAULT_CORE", "Tiling", "check_tile_safe", "content_targets", "estimate_peak_bytes", "style_targets"]
@@ -259,10 +260,13 @@ class _Evaluation:
 def content_targets(extractor: FeatureExtractor, terms: Sequence[Term], content: torch.Tensor,
                     tiling: Tiling) -> Targets:
     """`objective.content_targets` without the whole picture's activations: the same full-size maps,
-    each tile writing the positions it owns."""
+    each tile writing the positions it owns. A term without layers reads only the whole pictures."""
+    pixels = {CONTENT_PIXELS: content}
+    pixel_targets: Targets = {term.name: term.content_targets(pixels) for term in terms
+                              if term.side == "content" and not term.layers}
     content_terms = [term for term in terms if term.side == "content" and term.layers]
     if not content_terms:
-        return {}
+        return pixel_targets
     check_tile_safe(content_terms)
     layers = sorted({layer for term in content_terms for layer in term.layers})
     plan, fp = tiling.plan(extractor, layers, (content.shape[-2], content.shape[-1]))
@@ -281,7 +285,7 @@ def content_targets(extractor: FeatureExtractor, terms: Sequence[Term], content:
                     whole = targets[term.name][key] = piece.new_empty(shape)
                 where = cores[layer][1]
                 whole[..., where[0], where[1]] = piece
-    return targets
+    return targets | pixel_targets
 
 
 @torch.no_grad()

@@ -12,7 +12,8 @@ import types
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..core.errors import PluginError
+from ..core.errors import InputError, PluginError
+from ..io.hashing import sha256_file
 from .registries import LOADING, OVERRIDING, PLUGIN_NAMESPACE
 
 
@@ -61,6 +62,19 @@ def load_plugin_file(path: Path, *, override: bool = False) -> None:
     finally:
         OVERRIDING.reset(token)
         LOADING.reset(loading)
+
+
+def plugin_code_sha(obj: object) -> str | None:
+    """The sha256 of the plugin file that defines `obj`'s class (a term, a style source), or None
+    for built-ins and installed packages: editing a folder plugin then redoes the outputs it made."""
+    module = sys.modules.get(type(obj).__module__)
+    filename = getattr(module, "__file__", None)
+    if module is None or not module.__name__.startswith(PLUGIN_NAMESPACE + ".") or not filename:
+        return None
+    try:
+        return sha256_file(Path(filename))
+    except (OSError, InputError) as exc:
+        raise PluginError(f"{filename}: cannot read the plugin file to fingerprint it ({exc})") from None
 
 
 def load_plugin_folders(folders: Iterable[Path], *, override: bool = False) -> list[Path]:

@@ -141,7 +141,7 @@ def from_pil(img: Image.Image, fit: tuple[int | None, int | None] | None = None,
 
 
 def _decoded(path: Path, img: Image.Image, fit: tuple[int | None, int | None] | None) -> torch.Tensor:
-    rgb = _convert(path, _upright(_shrink(img, fit)))
+    rgb = _convert(path, upright(_shrink(img, fit)))
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
@@ -170,14 +170,14 @@ def _frames_note(img: Image.Image) -> str | None:
 
 
 def to_pil(image: torch.Tensor) -> PIL.Image.Image:
-    """Quantise a result to 8-bit RGB, the form every output format and viewer accepts."""
-    return Image.fromarray(quantise(image, 8), mode="RGB")
+    """Quantise a result to 8-bit RGB (or RGBA, for a (4, H, W) one), the form every viewer accepts."""
+    return Image.fromarray(quantise(image, 8), mode="RGB" if image.shape[0] == 3 else "RGBA")
 
 
 def quantise(image: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
-    """(H, W, 3) uint8 or uint16 of a (3, H, W) result: clamped, rounded, NaN as black."""
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected a (3, H, W) image, got shape {tuple(image.shape)}")
+    """(H, W, C) uint8 or uint16 of a (C, H, W) result, RGB or RGBA: clamped, rounded, NaN as black."""
+    if image.dim() != 3 or image.shape[0] not in (3, 4):
+        raise ValueError(f"expected a (3, H, W) or (4, H, W) image, got shape {tuple(image.shape)}")
     pixels = torch.nan_to_num(image.detach().to("cpu", torch.float32), nan=0.0).clamp(0.0, 1.0)
     if bit_depth == 8:
         return pixels.mul(255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
@@ -188,7 +188,8 @@ def quantise(image: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
 def save_image(image: torch.Tensor, path: Path, format: str = "jpg", quality: int = 92,
                exif: bytes | None = None, *, bit_depth: int = 8, dpi: tuple[int, int] | None = None) -> None:
     """Write atomically, tagged sRGB (what the pixels are), with the source's EXIF and a print
-    resolution if given; 16 bits per channel (png, tiff) keep a print's smooth gradients unbanded."""
+    resolution if given; 16 bits per channel (png, tiff) keep a print's smooth gradients unbanded.
+    A (4, H, W) image keeps its alpha channel (png, webp, tiff)."""
     fmt = format.lower().lstrip(".")
     pil_format = _SAVE_FORMATS.get(fmt)
     if pil_format is None:
@@ -199,6 +200,8 @@ def save_image(image: torch.Tensor, path: Path, format: str = "jpg", quality: in
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     if bit_depth == 16 and pil_format not in ("PNG", "TIFF"):
         raise ValueError(f"{fmt} holds 8 bits per channel; 16-bit output needs one of {', '.join(SIXTEEN_BIT_FORMATS)}")
+    if image.shape[0] == 4 and pil_format == "JPEG":
+        raise ValueError("jpg has no alpha channel; flatten the picture or use png, webp or tiff")
     if pil_format == "TIFF":
         if exif:
             raise ValueError("EXIF is not copied into tiff outputs; use png, jpg or webp to keep it")
@@ -221,7 +224,8 @@ def _write_tiff(handle: BinaryIO, pixels: np.ndarray, dpi: tuple[int, int] | Non
     """Deflate with horizontal prediction: lossless, and what every print workflow opens."""
     named = tifffile.FileHandle(handle, name="output.tif")  # tifffile wants a name; an fdopen'ed file's is its fd
     tifffile.imwrite(named, pixels, photometric="rgb", compression="zlib", predictor=True, iccprofile=_srgb_profile(),
-                     resolution=dpi, resolutionunit="INCH" if dpi else None, metadata=None, software="stylepipe")
+                     resolution=dpi, resolutionunit="INCH" if dpi else None, metadata=None, software="stylepipe",
+                     extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None)
 
 
 class _SrgbPngWriter(png.Writer):
@@ -240,10 +244,11 @@ class _SrgbPngWriter(png.Writer):
 
 def _write_png16(handle: BinaryIO, pixels: np.ndarray, dpi: tuple[int, int] | None, exif: bytes | None) -> None:
     """Row by row into the handle, compressed as it goes: a print-size file never sits in memory whole."""
-    height, width, _ = pixels.shape
+    height, width, channels = pixels.shape
     per_metre = {"x_pixels_per_unit": round(dpi[0] / 0.0254), "y_pixels_per_unit": round(dpi[1] / 0.0254),
                  "unit_is_meter": True} if dpi else {}
-    writer = _SrgbPngWriter(width, height, greyscale=False, bitdepth=16, compression=6, exif=exif, **per_metre)
+    writer = _SrgbPngWriter(width, height, greyscale=False, alpha=channels == 4, bitdepth=16, compression=6, exif=exif,
+                            **per_metre)
     writer.write_packed(handle, (row.astype(">u2").tobytes() for row in pixels))  # PNG's byte order, a row at a time
 
 
@@ -271,7 +276,7 @@ def _srgb_profile() -> bytes:
     return _SRGB
 
 
-def _upright(img: Image.Image) -> Image.Image:
+def upright(img: Image.Image) -> Image.Image:
     """Apply EXIF orientation; a malformed EXIF block should not cost the user the picture."""
     try:
         return ImageOps.exif_transpose(img)

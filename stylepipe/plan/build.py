@@ -7,6 +7,7 @@ RunSettings. Which jobs are already done is asked of `plan.resume`.
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from ..config.collect import ErrorCollector
@@ -15,11 +16,20 @@ from ..config.schema import DEFAULT_PATTERN, RECONSTRUCT_PATTERN, PipelineConfig
 from ..core.errors import ConfigError, InputError
 from ..extend.sources import StyleContext, StyleSource
 from ..extend.terms import LossTerm
+from ..io.hashing import sha256_hex, sha256_json
 from .inputs import FileHasher, PictureLoader, expand_inputs
 from .jobs import Job, Plan, Rejected
 from .loss_setup import mode_warnings, sweep_for
 from .outputs import job_label, output_path
-from .resume import is_done, job_fingerprint, settings_digest
+from .resume import (
+    PAINTING_SETTINGS,
+    fingerprint_payload,
+    flat_keys,
+    is_done,
+    job_fingerprint,
+    settings_digest,
+    todo_reason,
+)
 from .run_settings import shared_settings
 from .styles import build_styles
 from .sweep import SweepStep
@@ -56,6 +66,7 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
     assert settings is not None
     init_sha = sha(settings.init_path) if settings.init_path else None
     digest = settings_digest(settings, terms, sizing, init_sha)
+    painting_digest = settings_digest(settings, terms, sizing, init_sha, PAINTING_SETTINGS)
     out_dir = (output_dir or pipeline.resolve(cfg.output.dir)).resolve()
     pattern = cfg.output.pattern or (RECONSTRUCT_PATTERN if cfg.mode == "reconstruct" else DEFAULT_PATTERN)
     jobs: list[Job] = []
@@ -70,29 +81,56 @@ def build_plan(pipeline: LoadedPipeline, *, weights_id: str, force: bool = False
             "index": f"{index:05d}",
             "input": content.stem if content else (style.label if style else ""),
             "layers": step.label if step else "all",
+            "stem_hash": stem_hash(content.name if content else (style.label if style else "")),
         }
         try:
             output = output_path(out_dir, pattern, fields)
         except ConfigError as exc:
             raise pipeline.error(("output", "pattern"), str(exc).removeprefix("output.pattern ")) from None
         if output in seen:
-            raise pipeline.error(("output", "pattern"), f"{_describe(seen[output])} and {_describe(content, style, step)} "
-                                 f"would both write {output.name}; add the field that tells them apart, or {{index}}")
-        content_sha = None
+            raise _collision(pipeline, pattern, f"{_describe(seen[output])} and {_describe(content, style, step)} "
+                             f"would both write {output.name}")
+        content_sha, fingerprint, painting, painting_keys, error = None, None, None, None, None
         try:
             content_sha = sha(content) if content else None
             sweep = {"side": step.side, "layers": list(step.layers)} if step else None
-            fingerprint, error = job_fingerprint(content_sha, style, digest, weights_id, sweep), None
+            fingerprint = job_fingerprint(content_sha, style, digest, weights_id, sweep)
+            painted = fingerprint_payload(content_sha, style, painting_digest, weights_id, sweep)
+            painting, painting_keys = sha256_json(painted), flat_keys(painted)
         except InputError as exc:
-            fingerprint, error = None, str(exc)
-        job = Job(index, content, style, output, fingerprint, error, content_sha=content_sha, sweep=step)
+            error = str(exc)
+        job = Job(index, content, style, output, fingerprint, error, content_sha=content_sha, sweep=step, painting=painting,
+                  painting_keys=painting_keys)
         seen[output] = job
         jobs.append(job)
     plan = Plan(pipeline, settings, terms, sizing, jobs, output_dir=out_dir, warnings=mode_warnings(pipeline),
                 rejected=rejected)
     if not force:
         plan.done = [job for job in jobs if is_done(out_dir, job.output, job.fingerprint)]
+    for job in plan.todo:
+        if force:
+            plan.reasons[job.index] = "--force"
+            continue
+        reason, stored = todo_reason(out_dir, job.output, job.painting, job.painting_keys, settings.keep_painting)
+        plan.reasons[job.index] = reason
+        if stored is not None and job.error is None:
+            plan.reencode[job.index] = stored
     return plan
+
+
+def stem_hash(name: str) -> str:
+    """`{stem_hash}`: 8 hex digits of the input's file name, which tell apart names that clean to the same text."""
+    return sha256_hex(unicodedata.normalize("NFC", name))[:8]
+
+
+def _collision(pipeline: LoadedPipeline, pattern: str, clash: str) -> ConfigError:
+    """Two jobs, one output name: blamed on `output.pattern` where it is set, else on the default pattern."""
+    example = pattern.replace("{content}", "{content}-{stem_hash}", 1) if "{content}" in pattern else "{index}_" + pattern
+    fix = f"add {{index}} or {{stem_hash}} (8 hex digits of the input's file name), e.g. output.pattern: '{example}'"
+    if pipeline.config.output.pattern is None:
+        return ConfigError(f"{pipeline.source_map.filename}: output.pattern is not set, and the default pattern "
+                           f"{pattern!r} names two outputs alike: {clash}; {fix}")
+    return pipeline.error(("output", "pattern"), f"{clash}; {fix}")
 
 
 def _describe(first: Job | Path | None, style: StyleSource | None = None, step: SweepStep | None = None) -> str:

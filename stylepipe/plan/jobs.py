@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config.load import LoadedPipeline
 from ..core.target_fns import StyleSizing
@@ -29,6 +30,8 @@ class Job:
     error: str | None = None  # set when a fingerprint could not be taken (unreadable input)
     content_sha: str | None = None  # the content bytes the fingerprint covers; decoding checks it
     sweep: SweepStep | None = None  # reconstruct mode: the layers this picture is rebuilt from
+    painting: str | None = None  # the hash of what paints the pixels (not how they are encoded): plan.resume
+    painting_keys: dict[str, Any] | None = field(default=None, hash=False, compare=False)  # its payload, flat
 
     @property
     def content_label(self) -> str:
@@ -78,6 +81,8 @@ class Plan:
     output_dir: Path = Path("outputs")
     rejected: list[Rejected] = field(default_factory=list)  # files found but not styled, with the reason
     warnings: list[str] = field(default_factory=list)  # settings the mode ignores
+    reasons: dict[int, str] = field(default_factory=dict)  # job index → why it is to be done (new, what changed)
+    reencode: dict[int, Path] = field(default_factory=dict)  # job index → the stored painting it is re-encoded from
 
     @property
     def level_sizings(self) -> list[StyleSizing]:

@@ -52,6 +52,7 @@ class RunSettings:
     keep_metadata: bool = False  # copy the content photo's EXIF to its output
     output_bit_depth: int = 8  # 16: png and tiff only (the config checks)
     output_dpi: int | None = None  # None: each output keeps its content photo's resolution, if it states one
+    keep_painting: bool = True  # keep each painted picture at 16 bits so output-only changes re-encode it
     levels: tuple[Level, ...] = ()  # composition, then refine levels up to the output (docs/sizes.md); () or one: single scale
 
 
@@ -135,6 +136,7 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         keep_metadata=cfg.output.keep_metadata,
         output_bit_depth=cfg.output.bit_depth,
         output_dpi=cfg.output.dpi,
+        keep_painting=cfg.output.keep_painting,
         levels=levels_of(cfg),
     )
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import glob
 from typing import Any
 
 from ..config.collect import ErrorCollector
@@ -22,7 +23,7 @@ def build_styles(pipeline: LoadedPipeline, context: StyleContext, errors: ErrorC
     sources: list[StyleSource] = []
     for i, entry in enumerate(pipeline.config.styles):
         with errors.check():
-            sources.extend(entry_sources(pipeline, context, entry, ("styles", i), rejected))
+            sources.extend(entry_sources(pipeline, context, entry, ("styles", i), rejected, expand=entry.is_shorthand))
     labels = [s.label for s in sources]
     dupes = sorted({label for label in labels if labels.count(label) > 1})
     if dupes:
@@ -32,10 +33,21 @@ def build_styles(pipeline: LoadedPipeline, context: StyleContext, errors: ErrorC
     return sources
 
 
+def refuse_many(pipeline: LoadedPipeline, path: str, loc: tuple) -> None:
+    """A long-form `image` entry names one picture: a folder or glob there would silently become many styles."""
+    resolved = pipeline.resolve(path)
+    kind = "a folder" if resolved.is_dir() else ("a glob" if not resolved.exists() and glob.has_magic(path) else None)
+    if kind:
+        raise pipeline.error(loc, f"{path!r} is {kind}: `{{source: image, path: …}}` names one picture; to make one style "
+                             f"of each picture in it, write the path alone as a list item (`- {path}`), the shorthand "
+                             "that expands folders and globs")
+
+
 def entry_sources(pipeline: LoadedPipeline, context: StyleContext, entry: Any, loc: tuple,
-                  rejected: list[Rejected] | None = None) -> list[StyleSource]:
+                  rejected: list[Rejected] | None = None, *, expand: bool = True) -> list[StyleSource]:
     """The sources of one `styles:` entry: its parameters and its files both checked, so that an
-    entry with a misspelt key and a missing file reports both."""
+    entry with a misspelt key and a missing file reports both. Without `expand` (a long-form
+    entry), a folder or glob is refused: only a bare path means one style per picture."""
     try:
         factory = STYLE_SOURCES.get(entry.source)
     except ConfigError as exc:
@@ -47,6 +59,8 @@ def entry_sources(pipeline: LoadedPipeline, context: StyleContext, entry: Any, l
     variants: list[dict[str, Any]] = []
     with errors.check():
         if factory.name == "image" and isinstance(raw.get("path"), str):
+            if not expand:
+                refuse_many(pipeline, raw["path"], loc + ("path",))
             paths = expand_entry(pipeline, raw["path"], loc + ("path",), rejected)  # folders/globs allowed
             variants = [{**raw, "path": str(p)} for p in paths]
         else:

@@ -24,7 +24,7 @@ from ..io.atomic import write_text_atomic
 from ..plan.outputs import STATE_DIR
 from ..plan.resume import read_sidecar
 from .curves import Curve, loss_curves
-from .thumbnails import Thumb, ensure_thumbnail
+from .thumbnails import Thumb, ensure_thumbnail, prune_thumbnails
 
 PAGE_NAME = "report.html"
 _SHARD_REPORTS = "report.shard-*-of-*.json"
@@ -110,6 +110,7 @@ class Sheet:
     rows: list[tuple[Header, list[Cell | None]]]
     failures: list[Cell]
     summary: Summary
+    thumbs: frozenset[Path] = frozenset()  # the thumbnails it shows: the others in the folder are stale
 
 
 # --- reading reports ------------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class _Links:
     def __init__(self, page_dir: Path, state_dir: Path) -> None:
         self.page_dir = page_dir
         self.state_dir = state_dir
+        self.used: set[Path] = set()
 
     def href(self, path: Path) -> str:
         try:
@@ -171,6 +173,7 @@ class _Links:
         thumb: Thumb | None = ensure_thumbnail(self.state_dir, source)
         if thumb is None:
             return PageImage(self.href(source) if source.is_file() else None)
+        self.used.add(thumb.path)
         return PageImage(self.href(source), self.href(thumb.path), thumb.width, thumb.height)
 
 
@@ -246,7 +249,7 @@ def build_sheet(reports: list[dict[str, Any]], page_dir: Path, out_dir: Path) ->
     rows = [(Header(_display_name(content), content, links.picture(content)),
              [grid.get((content, style)) for style in styles]) for content in contents]
     failures = [c for c in cells if c.status == "failed"]
-    return Sheet(columns, rows, failures, _summary(reports, cells))
+    return Sheet(columns, rows, failures, _summary(reports, cells), frozenset(links.used))
 
 
 # --- rendering --------------------------------------------------------------------------------------
@@ -271,10 +274,14 @@ def render_page(sheet: Sheet) -> str:
     return _ENV.get_template("report.html.j2").render(sheet=sheet, summary=sheet.summary)
 
 
-def write_page(report_paths: list[Path], page: Path, out_dir: Path) -> Path:
-    """Render the reports into `page` (written atomically); thumbnails go under out_dir's state folder."""
+def write_page(report_paths: list[Path], page: Path, out_dir: Path, *, prune: bool = False) -> Path:
+    """Render the reports into `page` (written atomically); thumbnails go under out_dir's state folder.
+    With `prune` (the page of every report in the folder), thumbnails that it does not show are removed."""
     reports = [read_report(path) for path in report_paths]
-    write_text_atomic(render_page(build_sheet(reports, page.parent, out_dir)), page)
+    sheet = build_sheet(reports, page.parent, out_dir)
+    write_text_atomic(render_page(sheet), page)
+    if prune:
+        prune_thumbnails(out_dir / STATE_DIR, sheet.thumbs)
     return page
 
 
@@ -283,7 +290,7 @@ def page_for_folder(out_dir: Path) -> Path:
     paths = report_files(out_dir)
     if not paths:
         raise ConfigError(f"{out_dir}: no report.json here; run `stylepipe run` into this folder first")
-    return write_page(paths, out_dir / PAGE_NAME, out_dir)
+    return write_page(paths, out_dir / PAGE_NAME, out_dir, prune=True)
 
 
 def page_for_report(report_path: Path, out_dir: Path) -> Path:

@@ -36,6 +36,8 @@ class ItemReport:
     history: dict[str, list[float | None]] | None = None  # downsampled loss curve: step, total, each term
     note: str | None = None  # how the input was read, when a user should know (first frame of a GIF)
     layers: str | None = None  # reconstruct mode: the layers the picture was rebuilt from
+    reason: str | None = None  # why it was made: new, the painting settings that changed, an output-only change
+    reencoded: bool = False  # made from the kept painting, with no optimisation
 
 
 def failed_item(job: Job, error: str) -> ItemReport:
@@ -82,6 +84,7 @@ class RunReport:
             "summary": {
                 "done": self.count("done"),
                 "skipped": self.count("skipped"),
+                "reencoded": sum(1 for item in self.items if item.reencoded),
                 "failed": self.count("failed"),
                 "rejected": len(self.rejected),
                 "remaining": len(self.remaining),
@@ -117,8 +120,14 @@ def key_settings(settings: RunSettings, terms: Sequence[LossTerm]) -> dict[str, 
     }
 
 
+#: The formats whose encoder reads `output.quality` (png and tiff are lossless: it does nothing there).
+QUALITY_FORMATS = ("jpg", "webp")
+
+
 def _output_label(settings: RunSettings) -> str:
-    """`jpg q92`, `tiff q92 16-bit 300 dpi`: depth and resolution only when they are not the defaults."""
+    """`jpg q92`, `tiff 16-bit 300 dpi`: only the settings the format uses; depth and resolution
+    only when they are not the defaults."""
+    quality = f" q{settings.output_quality}" if settings.output_format in QUALITY_FORMATS else ""
     depth = " 16-bit" if settings.output_bit_depth == 16 else ""
     dpi = f" {settings.output_dpi} dpi" if settings.output_dpi else ""
-    return f"{settings.output_format} q{settings.output_quality}{depth}{dpi}"
+    return f"{settings.output_format}{quality}{depth}{dpi}"

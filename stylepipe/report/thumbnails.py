@@ -71,3 +71,18 @@ def ensure_thumbnail(state_dir: Path, source: Path) -> Thumb | None:
     small.save(encoded, format="JPEG", quality=THUMB_QUALITY)
     write_bytes_atomic(encoded.getvalue(), target)
     return Thumb(target, small.width, small.height)
+
+
+def prune_thumbnails(state_dir: Path, keep: frozenset[Path]) -> list[Path]:
+    """Remove the thumbnails no picture of the page uses any more (outputs and inputs that left the
+    run, or changed: a thumbnail is named by its source's size and time); returns what was removed."""
+    removed = []
+    for thumb in sorted((state_dir / THUMB_DIR).glob("*.jpg")):
+        if thumb not in keep:
+            try:
+                thumb.unlink()
+            except OSError as exc:
+                log.debug("cannot remove the stale thumbnail %s: %s", thumb, exc)
+                continue
+            removed.append(thumb)
+    return removed

@@ -21,13 +21,14 @@ from ..core.device import resolve_device
 from ..core.errors import ConfigError, DeviceUnavailable, EnvironmentProblem, StylepipeError
 from ..core.network import FeatureExtractor, network_fingerprint
 from ..core.target_fns import StyleSizing, style_terms, targets_to
-from ..extend.networks import build_extractor, weights_id
+from ..extend.networks import build_extractor, weights_availability, weights_id
 from ..extend.sources import StyleSource
 from ..extend.terms import LossTerm
 from ..io.atomic import sweep_partials, write_json_atomic
 from ..plan.build import build_plan
 from ..plan.jobs import Job, Plan
-from ..plan.resume import read_sidecar
+from ..plan.outputs import STATE_DIR
+from ..plan.resume import PAINTINGS_DIR, painting_path, read_sidecar
 from ..plan.run_settings import RunSettings
 from ..report.record import ItemReport, RunReport, key_settings
 from ..targets.cache import TargetCache
@@ -35,6 +36,7 @@ from ..targets.keys import target_key
 from ..targets.store import TargetStore
 from .budget import budget_bytes, style_tiling
 from .context import WorkerContext, WorkerSpec
+from .encode import reencode
 from .events import NullEvents, RunEvents
 from .executors import get_executor
 from .executors.base import Executor
@@ -47,6 +49,19 @@ def run_device(name: str) -> torch.device:
         return resolve_device(name)
     except DeviceUnavailable as exc:
         raise EnvironmentProblem(f"network.device is {exc.requested!r} but {exc.reason}") from None
+
+
+def check_environment(settings: RunSettings) -> None:
+    """What `run` would find missing before its first job: the device and the network's weights
+    (EnvironmentProblem, exit 3), so that `validate` answers as `run` would."""
+    run_device(settings.device)
+    if settings.network_weights is not None:
+        if not settings.network_weights.is_file():
+            raise EnvironmentProblem(f"network.weights: {settings.network_weights}: file not found")
+        return
+    available, where = weights_availability(settings.network)
+    if not available:
+        raise EnvironmentProblem(f"network.name is {settings.network!r} but its weights are not here: {where}")
 
 
 def open_cache(pipeline: LoadedPipeline) -> TargetCache:
@@ -175,13 +190,15 @@ def run_pipeline(
         for leftover in sweep_partials(plan.output_dir):
             events.warning(f"removed {leftover}, a temp file left by a run that was killed")
         todo = select_jobs(plan.todo, bounds)
+        prune_paintings(plan, shard, events)
         later = len(plan.todo) - len(todo)
         if later:
             events.warning(f"--max-jobs {bounds.max_jobs}: {later} job(s) left for a later run")
         events.planned(len(plan.jobs) - later, len(todo))  # what this run will do, so progress counts that
         try:
-            if todo:
-                _execute(plan, todo, device, chosen, report, events, bounds)
+            paint = _reencode(plan, todo, report, events, bounds)
+            if paint:
+                _execute(plan, paint, device, chosen, report, events, bounds)
         except KeyboardInterrupt:
             bounds.reason = bounds.reason or "interrupted (a second Ctrl-C)"
             raise
@@ -212,6 +229,41 @@ def _write_page(out_dir: Path, report_path: Path, default_name: str, events: Run
             page_for_report(report_path, out_dir)
     except Exception as exc:  # noqa: BLE001 - the outputs and report.json are written: a page bug must not fail the run
         events.warning(f"report page not written: {type(exc).__name__}: {exc}")
+
+
+def _reencode(plan: Plan, todo: list[Job], report: RunReport, events: RunEvents, bounds: RunBounds) -> list[Job]:
+    """Re-encode the jobs whose painting is kept (seconds each, in this process); the rest are to paint."""
+    paint = []
+    for job in todo:
+        stored = plan.reencode.get(job.index)
+        if stored is None:
+            paint.append(job)
+            continue
+        if bounds.should_stop():
+            break
+        events.job_started(job)
+        item = reencode(job, stored, plan.settings, plan.output_dir, plan.reasons[job.index])
+        report.items.append(item)
+        bounds.job_finished()
+        events.job_finished(job, item)
+    return paint
+
+
+def prune_paintings(plan: Plan, shard: Shard | None, events: RunEvents) -> None:
+    """Remove kept paintings that no job of the pipeline paints any more (a whole run only: a shard
+    sees only its own jobs, so it cannot tell another shard's paintings from stale ones); all of them
+    when `output.keep_painting` is off."""
+    folder = plan.output_dir / STATE_DIR / PAINTINGS_DIR
+    if shard is not None or not folder.is_dir():
+        return
+    keep = plan.settings.keep_painting
+    wanted = {painting_path(plan.output_dir, job.painting) for job in plan.jobs if job.painting and keep}
+    for stored in sorted(folder.glob("*.png")) + sorted(folder.glob("*.json")):
+        if stored.with_suffix(".png") not in wanted:
+            try:
+                stored.unlink()
+            except OSError as exc:
+                events.warning(f"{stored}: cannot remove this stale kept painting ({exc.strerror or exc})")
 
 
 def skipped_item(plan: Plan, job: Job) -> ItemReport:
@@ -257,6 +309,7 @@ def _execute(plan: Plan, todo: list[Job], device: torch.device, executor: Execut
                     events.targets(source.label, store.cache_hits > hits)
             jobs = {job.index: job for job in todo}
             for item in executor.run(todo, context, events):
+                item.reason = plan.reasons.get(item.job)
                 report.items.append(item)  # recorded before anything else can interrupt
                 bounds.job_finished()
                 events.job_finished(jobs[item.job], item)

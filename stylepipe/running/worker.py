@@ -18,13 +18,13 @@ from ..core.errors import StylepipeError
 from ..core.geometry import MIN_SIDE, resize, target_size
 from ..core.loss_fns import Targets
 from ..core.network import is_out_of_memory
-from ..io.images import load_image, read_exif, save_image
+from ..io.images import load_image
 from ..plan.jobs import Job
-from ..plan.resume import write_sidecar
 from ..plan.run_settings import RunSettings
 from ..report.record import ItemReport, failed_item
 from .batcher import in_batches
 from .context import WorkerContext
+from .encode import write_output
 from .events import NullEvents, RunEvents
 from .stylize import stylize_batch
 
@@ -167,13 +167,8 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         losses = _loss_summary(out.losses, i)
         saving = time.perf_counter()
         try:
-            exif = read_exif(job.content) if settings.keep_metadata and job.content else None
-            dpi = (settings.output_dpi, settings.output_dpi) if settings.output_dpi else ready.dpi
-            save_image(out.images[i].cpu(), job.output, settings.output_format, settings.output_quality, exif,
-                       bit_depth=settings.output_bit_depth, dpi=dpi)
-            record = {"fingerprint": job.fingerprint, "content": job.content_ref, "style": job.style_ref, "loss": losses,
-                      "history": curves[i] if curves else None}
-            write_sidecar(ctx.out_dir, job.output, record)
+            record = {"content": job.content_ref, "style": job.style_ref, "loss": losses, "history": curves[i] if curves else None}
+            written = write_output(out.images[i].cpu(), job, settings, ctx.out_dir, ready.dpi, record)
         except (OSError, ValueError) as exc:  # disk full, unwritable folder: this output only
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             items.append(failed_item(job, f"{job.output}: cannot write ({cause})"))
@@ -182,7 +177,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
         items.append(ItemReport(content=job.content_ref, style=job.style_ref, output=str(job.output), status="done",
                                 seconds=round(own, 3), loss=losses, steps=out.steps, job=job.index,
                                 history=curves[i] if curves else None,
-                                note="; ".join(n for n in (ready.note, out.note) if n) or None, layers=job.layers))
+                                note="; ".join(n for n in (ready.note, out.note, written) if n) or None, layers=job.layers))
     return items
 
 
