@@ -241,9 +241,10 @@ def plan_cmd(
             table.add_row(str(j["job"]), j["status"], Path(j["content"]).name if j["content"] else "",
                           style_cell(j["style"], j["layers"]), short_path(j["output"]), j["reason"] or "")
         stdout.print(table)
-        stdout.print(f"levels: {describe_levels(levels)}", markup=False)
+        if len(levels) > 1:  # one level: the output size, as before levels existed
+            stdout.print(f"levels: {describe_levels(levels)}", markup=False)
         for t in targets:
-            size = f" at {t.style_side} px" if t.style_side else (f" at {t.style_pixels} pixels" if t.style_pixels else "")
+            size = "" if len(levels) == 1 else (f" at {t.style_side} px" if t.style_side else f" at {t.style_pixels} pixels")
             stdout.print(f"style target {t.label}{size}: {'cached' if t.cached else 'to compute'}")
         later = len(plan.jobs) - len(done) - len(will_run)
         reencode = len(will_run & set(plan.reencode))
