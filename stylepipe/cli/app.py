@@ -214,7 +214,9 @@ def plan_cmd(
         jobs: list[dict[str, Any]] = [{"job": j.index, "content": j.content_ref, "style": j.style_ref, "layers": j.layers, "output": str(j.output),
                  "status": status(j), "error": j.error} for j in plan.jobs]
         if as_json:
-            print(json.dumps({"jobs": jobs, "levels": levels, "style_targets": [t.__dict__ for t in targets]}))
+            print(json.dumps({"jobs": jobs, "levels": levels, "precision": plan.settings.precision,
+                              "precision_reason": plan.settings.precision_reason,
+                              "style_targets": [t.__dict__ for t in targets]}))
             return
         table = Table(box=None, pad_edge=False)
         for column in ("job", "status", "content", "style", "output"):
@@ -224,6 +226,7 @@ def plan_cmd(
                           style_cell(j["style"], j["layers"]), short_path(j["output"]))
         stdout.print(table)
         stdout.print(f"levels: {describe_levels(levels)}", markup=False)
+        stdout.print(f"precision: {plan.settings.precision} ({plan.settings.precision_reason})", markup=False)
         for t in targets:
             size = f" at {t.style_side} px" if t.style_side else (f" at {t.style_pixels} pixels" if t.style_pixels else "")
             stdout.print(f"style target {t.label}{size}: {'cached' if t.cached else 'to compute'}")

@@ -38,7 +38,8 @@ PICTURE_SETTINGS = (
 )
 #: Settings that change where, how fast and in what pieces a job runs, never what its output should be
 #: (tiles give the whole picture's gradient, so tiled and untiled outputs agree to float tolerance).
-NOT_PICTURE_SETTINGS = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile")
+NOT_PICTURE_SETTINGS = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile",
+                        "precision_reason")
 #: Settings added after outputs existed, left out of the hash where they make what the older
 #: version made: upgrading then redoes no finished picture, while setting one (16 bits, a dpi,
 #: levels above the composition) redoes every output it changes.
