@@ -39,6 +39,7 @@ from stylepipe.core.target_fns import StyleSizing, WeightedImage, compute_target
 from stylepipe.extend.networks import build_extractor
 from stylepipe.extend.terms import ContentLoss, ContentParams, StyleLoss, StyleParams
 from stylepipe.io.images import load_image
+from stylepipe.running.budget import bytes_per_image
 from stylepipe.running.context import auto_batch_size, tune_for_device
 
 from ._common import (
@@ -364,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = output_path(args.out)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     problem = build_problem(args, log)
-    auto = auto_batch_size(args.device, args.size, OptimizeSettings("lbfgs", steps=args.steps))
+    per_image = bytes_per_image(problem.eager, problem.terms, (args.size, args.size), OptimizeSettings("lbfgs", steps=args.steps))
+    auto = auto_batch_size(args.device, per_image)
     batches = batch_sizes(auto, args.batches.split(",") if args.batches else None)
     configs = plan(batches, args.precisions.split(","), args.compile == "on")
     note = (f"Images/hour at {args.size} px × {args.steps} steps, extrapolated: 3600 · batch / ({args.steps} · seconds per step), "

@@ -43,15 +43,17 @@ class Setting:
     optimizer: str = "lbfgs"
     palette: bool = False  # style only, from noise (the palette mode)
     noise: float = 1.0  # palette: noise amplitude around mid-grey (1: uniform over [0, 1])
+    precision: str = "auto"  # optimize.precision: fp32, bf16 (docs/benchmarks.md, "bf16 on the CPU")
 
     def label(self) -> str:
         schedule = f"{self.levels} levels ×{self.factor:g} {list(self.split) if self.split else ''}" if self.levels > 1 else "single"
         mode = f"palette, noise {self.noise:g}, " if self.palette else ""
-        return f"{mode}sw {self.style_weight:g}, {self.steps} steps, {schedule}, tv {self.tv:g}"
+        precision = f", {self.precision}" if self.precision != "auto" else ""
+        return f"{mode}sw {self.style_weight:g}, {self.steps} steps, {schedule}, tv {self.tv:g}{precision}"
 
 
 def parse_setting(text: str) -> Setting:
-    """`sw=300,steps=100,levels=2,factor=2,split=60+40,tv=0[,palette=1,noise=0.5]`."""
+    """`sw=300,steps=100,levels=2,factor=2,split=60+40,tv=0[,palette=1,noise=0.5][,prec=bf16]`."""
     values: dict[str, Any] = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
@@ -60,7 +62,7 @@ def parse_setting(text: str) -> Setting:
     return Setting(float(values.get("sw", 300)), int(values.get("steps", sum(split) if split else 100)),
                    int(values.get("levels", len(split) if split else 1)), float(values.get("factor", 2)), split,
                    float(values.get("tv", 0)), values.get("opt", "lbfgs"), values.get("palette", "0") == "1",
-                   float(values.get("noise", 1)))
+                   float(values.get("noise", 1)), values.get("prec", "auto"))
 
 
 def stylizer_for(setting: Setting, size: int, device: str) -> Stylizer:
@@ -70,7 +72,8 @@ def stylizer_for(setting: Setting, size: int, device: str) -> Stylizer:
         pyramid["steps"] = list(setting.split)
     palette = {"init": "noise", "noise": setting.noise, "content_weight": 0.0} if setting.palette else {}
     return Stylizer(device=device, max_side=size, steps=setting.steps, optimizer=setting.optimizer, seed=0,
-                    style_weight=setting.style_weight, tv_weight=setting.tv, pyramid=pyramid, **palette)
+                    style_weight=setting.style_weight, tv_weight=setting.tv, pyramid=pyramid, precision=setting.precision,
+                    **palette)
 
 
 def main(argv: list[str] | None = None) -> int:

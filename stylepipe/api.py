@@ -306,7 +306,8 @@ class Stylizer:
         setup = Setup.from_keywords(self._given + extra, "stylize()")
         run_settings = setup.settings
         context = replace(self._context, spec=replace(self._context.spec, terms=setup.terms, settings=run_settings),
-                          batch_size=resolve_batch_size(run_settings.batch_size, self.device, run_settings),
+                          batch_size=resolve_batch_size(run_settings.batch_size, self.device, run_settings,
+                                                       self._context.extractor, setup.terms),
                           precision=resolve_precision(run_settings.precision, self.device))
         return setup, context
 

@@ -106,16 +106,19 @@ def test_torch_compile_traces_the_tapped_forward(fresh_extractor, small_problem)
     assert torch.allclose(compiled.image, eager.image, atol=1e-5)
 
 
-def test_auto_batch_size_counts_the_lbfgs_history(monkeypatch):
-    from stylepipe.running.context import auto_batch_size, bytes_per_image
+def test_auto_batch_size_counts_the_lbfgs_history(monkeypatch, gatys):
+    from stylepipe.running.budget import bytes_per_image
+    from stylepipe.running.context import auto_batch_size
 
+    terms = [ContentLoss(), StyleLoss()]
     lbfgs, adam = OptimizeSettings(steps=500), OptimizeSettings("adam", steps=500)
     history = 2 * 50 * 3 * 4  # bytes per pixel: s and y, 50 pairs, 3 channels, float32
-    assert bytes_per_image(512, lbfgs) - bytes_per_image(512, adam) >= history * 512 * 512
-    assert bytes_per_image(64, OptimizeSettings(steps=5)) < bytes_per_image(64, lbfgs)  # 5 steps store 4 pairs
+    per_image = bytes_per_image(gatys, terms, (512, 512), lbfgs)
+    assert per_image - bytes_per_image(gatys, terms, (512, 512), adam) >= history * 512 * 512
+    assert bytes_per_image(gatys, terms, (64, 64), OptimizeSettings(steps=5)) < bytes_per_image(gatys, terms, (64, 64), lbfgs)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 << 30, 80 << 30))
-    batch = auto_batch_size(torch.device("cuda"), 512, lbfgs)
-    assert batch == int((40 << 30) // bytes_per_image(512, lbfgs)) and 16 <= batch <= 30
+    batch = auto_batch_size(torch.device("cuda"), per_image)
+    assert batch == int((40 << 30) // per_image) and 25 <= batch <= 40
 
 
 def _context(batch_size, resolved):

@@ -232,7 +232,9 @@ def plan_cmd(
         jobs: list[dict[str, Any]] = [{"job": j.index, "content": j.content_ref, "style": j.style_ref, "layers": j.layers, "output": str(j.output),
                  "status": status(j), "reason": plan.reasons.get(j.index), "error": j.error} for j in plan.jobs]
         if as_json:
-            print(json.dumps({"jobs": jobs, "levels": levels, "style_targets": [t.__dict__ for t in targets]}))
+            print(json.dumps({"jobs": jobs, "levels": levels, "precision": plan.settings.precision,
+                              "precision_reason": plan.settings.precision_reason,
+                              "style_targets": [t.__dict__ for t in targets]}))
             return
         table = Table(box=None, pad_edge=False)
         for column in ("job", "status", "content", "style", "output", "why"):
@@ -243,6 +245,7 @@ def plan_cmd(
         stdout.print(table)
         if len(levels) > 1:  # one level: the output size, as before levels existed
             stdout.print(f"levels: {describe_levels(levels)}", markup=False)
+        stdout.print(f"precision: {plan.settings.precision} ({plan.settings.precision_reason})", markup=False)
         for t in targets:
             size = "" if len(levels) == 1 else (f" at {t.style_side} px" if t.style_side else f" at {t.style_pixels} pixels")
             stdout.print(f"style target {t.label}{size}: {'cached' if t.cached else 'to compute'}")

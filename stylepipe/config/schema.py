@@ -147,7 +147,7 @@ class OptimizeConfig(Strict):
     pyramid: PyramidConfig | None = Field(None, description="default: single scale for transfer, 3 levels for palette and reconstruct")
     refine: RefineConfig | Literal["off"] = Field(default_factory=RefineConfig,
                                                   description="levels above the composition; off: one level at the output size")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 elsewhere")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA; fp32 elsewhere (see core.device.choose_precision)")
     compile: bool = Field(False, description="torch.compile the network (CUDA; pays off on long runs)")
 
     @field_validator("batch_size")

@@ -6,6 +6,9 @@ in fp32), the runner needs the device, and every worker must agree with both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
 from .errors import DeviceUnavailable, EnvironmentProblem
@@ -27,18 +30,67 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_precision(configured: str, device: torch.device) -> str:
-    """`auto` means bf16 autocast on CUDA (where it is measured faster) and float32 elsewhere."""
-    if configured != "auto":
-        return configured
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+#: Whether `auto` turns bf16 on for a CPU with bf16 matrix units. Decided on pictures, not on the
+#: loss (docs/benchmarks.md, "bf16 on the CPU"): only True once bf16 outputs score within
+#: run-to-run noise of float32 ones.
+CPU_AUTO_BF16 = False
 
 
-def planned_precision(configured: str, device_name: str) -> str:
-    """The precision a run on `device_name` will use; unresolved only where the run cannot start."""
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a device runs at and why, in words the plan, report.json and the report page show."""
+
+    precision: str  # fp32, bf16 or fp16
+    reason: str  # "configured", "bf16: CPU has AMX (torch)", …
+
+
+def cpu_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's bf16 matrix units ("AMX", "AVX512-BF16") and who said so, or None without any.
+
+    torch is asked first (`torch.cpu._is_amx_tile_supported`, `_is_avx512_bf16_supported`: what its
+    oneDNN kernels will use); a torch without those probes falls back to the kernel's CPU flags.
+    """
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    avx = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if amx is not None and avx is not None:
+        unit = "AMX" if amx() else ("AVX512-BF16" if avx() else None)
+        return f"{unit} (torch)" if unit else None
     try:
-        return resolve_precision(configured, resolve_device(device_name))
+        flags = {flag for line in cpuinfo.read_text().splitlines() if line.startswith("flags")
+                 for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+    unit = "AMX" if {"amx_bf16", "amx_tile"} <= flags else ("AVX512-BF16" if "avx512_bf16" in flags else None)
+    return f"{unit} ({cpuinfo})" if unit else None
+
+
+def choose_precision(configured: str, device: torch.device) -> PrecisionChoice:
+    """`auto`: bf16 autocast on CUDA (fp16 where it has no bf16); on a CPU bf16 only where it has
+    bf16 matrix units *and* bf16 is proven on pictures there (`CPU_AUTO_BF16`); float32 elsewhere."""
+    if configured != "auto":
+        return PrecisionChoice(configured, "configured")
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return PrecisionChoice("bf16", "bf16: CUDA")
+        return PrecisionChoice("fp16", "fp16: CUDA without bf16")
+    if device.type != "cpu":
+        return PrecisionChoice("fp32", f"fp32: {device.type}")
+    units = cpu_bf16_units()
+    if units is None:
+        return PrecisionChoice("fp32", "fp32: CPU has no bf16 units")
+    if not CPU_AUTO_BF16:
+        return PrecisionChoice("fp32", f"fp32: CPU has {units}, but bf16 changes the pictures here")
+    return PrecisionChoice("bf16", f"bf16: CPU has {units}")
+
+
+def resolve_precision(configured: str, device: torch.device) -> str:
+    """The precision alone (see `choose_precision` for the why)."""
+    return choose_precision(configured, device).precision
+
+
+def planned_precision(configured: str, device_name: str) -> PrecisionChoice:
+    """The precision a run on `device_name` will use and why; unresolved only where the run cannot start."""
+    try:
+        return choose_precision(configured, resolve_device(device_name))
     except EnvironmentProblem:
-        return configured  # the run stops on the missing device before any job
+        return PrecisionChoice(configured, "device unavailable")  # the run stops on it before any job

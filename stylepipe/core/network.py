@@ -8,6 +8,7 @@ loss asks for, so a content-only run stops at relu4_2 and never pays for block 5
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,10 @@ class FeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self._compiled: Callable[..., dict[str, torch.Tensor]] | None = None
+        #: Under autocast, the input stage and the trunk up to this tap still run in float32 (None:
+        #: all of it in the autocast dtype). Pixels in bf16 keep 8 bits: a step smaller than 1/256
+        #: of a pixel is invisible to a bf16 first convolution (docs/benchmarks.md, "bf16 on the CPU").
+        self.fp32_until: str | None = "pool1"
         self.compile_error: str | None = None  # why compile_forward fell back to eager, if it did
 
     def forward(self, image: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -134,9 +139,15 @@ class FeatureExtractor(nn.Module):
     def _run(self, image: torch.Tensor, wanted: tuple[str, ...], last: int) -> dict[str, torch.Tensor]:
         """The tapped forward pass itself: what `compile_forward` compiles, as one graph."""
         out: dict[str, torch.Tensor] = {}
-        x = self.trunk.input_stage(image)
+        head = _TAP_INDEX[self.fp32_until] if self.fp32_until and torch.is_autocast_enabled(image.device.type) else -1
+        with torch.autocast(image.device.type, enabled=False) if head >= 0 else contextlib.nullcontext():
+            x = self.trunk.input_stage(image.float() if head >= 0 else image)
         for index, layer in enumerate(self.trunk.layers):
-            x = layer(x)
+            if index <= head:
+                with torch.autocast(image.device.type, enabled=False):
+                    x = layer(x)
+            else:
+                x = layer(x)
             name = TAPS[index]
             if name in wanted:
                 out[name] = x

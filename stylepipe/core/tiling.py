@@ -44,6 +44,7 @@ from torch.autograd.function import once_differentiable
 
 from .errors import TilingError
 from .loss_fns import Features, Targets, TensorDict, Term, TileSafeTerm
+from .memory import network_bytes
 from .network import TAPS, FeatureExtractor, deepest
 from .objective import CONTENT_PIXELS
 from .tile_geometry import Footprint, Tile, TilePlan, core_at, footprint
@@ -325,15 +326,6 @@ def style_targets(extractor: FeatureExtractor, terms: Sequence[Term], image: tor
 # --- memory -------------------------------------------------------------------------------------------
 
 
-#: Peak memory of one evaluation (forward + backward, float32) per value of the trunk's outputs
-#: (every conv, ReLU and pool output up to the deepest tap), in units of 4 bytes: measured as the
-#: peak RSS growth on the CPU for content + style + TV. Whole picture: 1.24 at 512 px, 1.23 at
-#: 1024 px. Tiled, over the largest tile region: 1.48 (1024 px, core 512), 1.72 (core 256): tiles
-#: of several shapes leave the allocator more slack. Rounded up.
-_WHOLE_PER_VALUE = 1.25
-_TILED_PER_VALUE = 1.75
-
-
 def _activation_values(extractor: FeatureExtractor, layers: Sequence[str], size: tuple[int, int]) -> int:
     """Values of every trunk output up to the deepest of `layers`, for one image of `size`."""
     taps = TAPS[: TAPS.index(deepest(layers)) + 1]
@@ -347,22 +339,22 @@ def _activation_values(extractor: FeatureExtractor, layers: Sequence[str], size:
 
 
 def estimate_peak_bytes(extractor: FeatureExtractor, size: tuple[int, int], layers: Sequence[str], batch: int = 1,
-                        tiling: Tiling | None = None) -> int:
+                        tiling: Tiling | None = None, precision: str = "fp32", device_type: str = "cpu") -> int:
     """Peak memory of one evaluation (forward + backward) of a batch, untiled or tiled, so that a
     caller can decide whether to tile (e.g. `size.tile: auto`) and how large.
 
-    The model: 4 bytes × a measured factor (`_WHOLE_PER_VALUE`, `_TILED_PER_VALUE`) × the values of
-    the trunk's outputs over the region the network sees — the whole picture, or the largest tile
-    region — × batch; tiling adds the whole-picture gradient and its region copies. Not counted
-    (the same either way, or the caller's): the network's weights, content and style targets, the
-    optimiser's state (`optimize.solver_bytes_per_image`). Calibrated on the CPU in float32; on a
-    GPU under autocast the activations are half as large, the allocator's behaviour differs.
+    The values of the trunk's outputs over the region the network sees (the whole picture, or the
+    largest tile region) × batch, in bytes per value of the one memory model
+    (`core.memory.network_bytes`, per precision and device); tiling adds the whole-picture gradient
+    and its region copies. Not counted (the same either way, or the caller's): the network's
+    weights, content and style targets, the optimiser's state (`running.budget.plan_memory` adds them).
     """
     height, width = size
     if tiling is None:
-        return int(_WHOLE_PER_VALUE * 4 * batch * _activation_values(extractor, layers, size))
+        return network_bytes(batch * _activation_values(extractor, layers, size), precision, device_type)
     plan, _ = tiling.plan(extractor, layers, size)
     tallest = max(region.stop - region.start for _, region in plan.rows)
     widest = max(region.stop - region.start for _, region in plan.cols)
-    tile_bytes = _TILED_PER_VALUE * 4 * batch * _activation_values(extractor, layers, (tallest, widest))
-    return int(tile_bytes + 2 * 4 * batch * 3 * height * width)
+    tile_bytes = network_bytes(batch * _activation_values(extractor, layers, (tallest, widest)), precision, device_type,
+                               tiled=True)
+    return tile_bytes + 2 * 4 * batch * 3 * height * width

@@ -52,7 +52,7 @@ PAINTING_SETTINGS = tuple(name for name in PICTURE_SETTINGS if name not in OUTPU
 #: Settings that change where, how fast and in what pieces a job runs, never what its output should be
 #: (tiles give the whole picture's gradient, so tiled and untiled outputs agree to float tolerance).
 NOT_PICTURE_SETTINGS = ("device", "network_weights", "init_path", "batch_size", "tile", "max_memory_mb", "compile",
-                        "keep_painting")
+                        "keep_painting", "precision_reason")
 #: Where painted pictures are kept at full precision, inside the output folder's state folder.
 PAINTINGS_DIR = "paintings"
 #: Settings added after outputs existed, left out of the hash where they make what the older

@@ -54,6 +54,7 @@ class RunSettings:
     output_dpi: int | None = None  # None: each output keeps its content photo's resolution, if it states one
     keep_painting: bool = True  # keep each painted picture at 16 bits so output-only changes re-encode it
     levels: tuple[Level, ...] = ()  # composition, then refine levels up to the output (docs/sizes.md); () or one: single scale
+    precision_reason: str = "configured"  # why `precision`: "bf16: CPU has AMX (torch)" (plan, report, page)
 
 
 def _pyramid(configured: PyramidConfig | None, default: Pyramid) -> Pyramid:
@@ -110,6 +111,7 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
     if init == "content" and (cfg.mode == "palette" or (cfg.mode == "reconstruct")):
         init = "noise"  # nothing to start from but noise when reconstructing or painting a palette
     defaults = defaults_for(cfg.mode)
+    precision = planned_precision(cfg.optimize.precision, cfg.network.device)
     return RunSettings(
         mode=cfg.mode if cfg.mode != "reconstruct" else f"reconstruct-{cfg.reconstruct.side}",
         size_max_side=cfg.size.max_side,
@@ -119,7 +121,8 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
         batch_size=cfg.optimize.batch_size,
         tile=cfg.size.tile,
         max_memory_mb=cfg.limits.max_memory_mb,
-        precision=planned_precision(cfg.optimize.precision, cfg.network.device),
+        precision=precision.precision,
+        precision_reason=precision.reason,
         compile=cfg.optimize.compile,
         init=init,
         init_path=init_path,

@@ -89,6 +89,7 @@ class Summary:
     counts: dict[str, int]
     jobs: int
     seconds: float
+    stages: dict[str, float]  # seconds per stage (load, targets, optimise, save), over every run
     runs: int
     devices: list[str]
     networks: list[str]
@@ -219,6 +220,7 @@ def _summary(reports: list[dict[str, Any]], cells: list[Cell]) -> Summary:
         counts=counts,
         jobs=len(cells),
         seconds=sum(float((r.get("summary") or {}).get("seconds", 0.0)) for r in reports),
+        stages=_stage_totals(reports),
         runs=len(reports),
         devices=sorted({str(r.get("device")) for r in reports if r.get("device")}),
         networks=sorted({str(r.get("network")) for r in reports if r.get("network")}),
@@ -231,6 +233,14 @@ def _summary(reports: list[dict[str, Any]], cells: list[Cell]) -> Summary:
         version=str(newest.get("stylepipe", "")),
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
+
+
+def _stage_totals(reports: list[dict[str, Any]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for report in reports:
+        for stage, seconds in ((report.get("summary") or {}).get("stages") or {}).items():
+            totals[stage] = totals.get(stage, 0.0) + float(seconds)
+    return totals
 
 
 def build_sheet(reports: list[dict[str, Any]], page_dir: Path, out_dir: Path) -> Sheet:

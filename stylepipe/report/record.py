@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 Status = Literal["done", "skipped", "failed"]
 REPORT_VERSION = 1
+#: Where a job's time goes, in order: decoding and resizing, content and style targets, the
+#: optimisation, writing the output and its sidecar.
+STAGES = ("load", "targets", "optimise", "save")
 
 
 @dataclass
@@ -38,6 +41,7 @@ class ItemReport:
     layers: str | None = None  # reconstruct mode: the layers the picture was rebuilt from
     reason: str | None = None  # why it was made: new, the painting settings that changed, an output-only change
     reencoded: bool = False  # made from the kept painting, with no optimisation
+    stages: dict[str, float] | None = None  # seconds: load, targets, optimise, save (a batch's shared equally)
 
 
 def failed_item(job: Job, error: str) -> ItemReport:
@@ -60,6 +64,7 @@ class RunReport:
     stopped: str | None = None  # why the run ended before every job ran (bounds, SIGTERM)
     remaining: list[dict[str, str | None]] = field(default_factory=list)  # jobs left for the next run
     shard: str | None = None
+    style_targets_seconds: float = 0.0  # the style targets, from the cache or computed, once per style (stage `targets`)
     network: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # the settings a reader compares runs by
     styles: dict[str, list[str]] = field(default_factory=dict)  # style label → the pictures it reads
@@ -67,6 +72,16 @@ class RunReport:
 
     def count(self, status: Status) -> int:
         return sum(1 for item in self.items if item.status == status)
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage summed over the items (load, targets, optimise, save), the style
+        targets (computed once per style) counted under `targets`: where a run's time went."""
+        totals = {stage: 0.0 for stage in STAGES}
+        totals["targets"] += self.style_targets_seconds
+        for item in self.items:
+            for stage, seconds in (item.stages or {}).items():
+                totals[stage] = totals.get(stage, 0.0) + seconds
+        return {stage: round(seconds, 3) for stage, seconds in totals.items()}
 
     @property
     def exit_code(self) -> int:
@@ -89,6 +104,7 @@ class RunReport:
                 "rejected": len(self.rejected),
                 "remaining": len(self.remaining),
                 "seconds": round(self.seconds, 3),
+                "stages": self.stage_seconds(),
             },
             "stopped": self.stopped,
             "remaining": list(self.remaining),
@@ -111,6 +127,7 @@ def key_settings(settings: RunSettings, terms: Sequence[LossTerm]) -> dict[str, 
         "steps": settings.optimize.steps,
         "pyramid_levels": settings.pyramid.levels,
         "precision": settings.precision,
+        "precision_reason": settings.precision_reason,
         "init": settings.init,
         "seed": settings.seed,
         "pooling": settings.pooling,

@@ -8,8 +8,9 @@ the second can only be bounded by keeping fewer pairs, which changes the path th
 so it is cut only when the picture would not fit otherwise, and the report says so.
 
 The budget is what the user set, or the memory free now (available RAM on the CPU, free device
-memory on CUDA) less a margin for the allocator. Sizes are estimates (`core.tiling.estimate_peak_bytes`,
-calibrated on the CPU): the choice errs towards smaller tiles.
+memory on CUDA) less a margin for the allocator. Sizes come from the one memory model (`core.memory`,
+per precision and device, calibrated on the CPU; `core.tiling.estimate_peak_bytes` for the
+network's part): the choice errs towards smaller tiles.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from ..core.errors import TilingError
 from ..core.loss_fns import Term
+from ..core.memory import image_bytes
 from ..core.network import FeatureExtractor, tap_channels
 from ..core.optimize import OptimizeSettings, lbfgs_history_size, solver_bytes_per_image
 from ..core.tile_geometry import footprint
@@ -38,9 +40,6 @@ FREE_SHARE = 0.8
 #: Pairs of L-BFGS history below which a cut is worth a warning: the optimiser then learns little
 #: curvature and needs more steps for the same picture.
 FEW_PAIRS = 5
-#: Image-sized float32 tensors besides the solver's: the image, its gradient, the best iterate,
-#: the initial batch, the content batch and the result.
-_IMAGE_BUFFERS = 6
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,9 @@ def _content_target_bytes(extractor: FeatureExtractor, terms: Sequence[Term], si
 
 
 def plan_memory(extractor: FeatureExtractor, terms: Sequence[Term], size: tuple[int, int], batch: int,
-                optimize: OptimizeSettings, tile: int | str, budget: int) -> MemoryPlan:
-    """Choose tiles and history for a batch of `batch` pictures of `size`.
+                optimize: OptimizeSettings, tile: int | str, budget: int, precision: str = "fp32") -> MemoryPlan:
+    """Choose tiles and history for a batch of `batch` pictures of `size`, by the one memory model
+    (`core.memory`, for the network's device and `precision`).
 
     `tile` is `size.tile`: "off" never tiles, a number always tiles with that core side, "auto"
     tiles only when the whole picture would not fit, with the largest core that does. The history
@@ -105,7 +105,8 @@ def plan_memory(extractor: FeatureExtractor, terms: Sequence[Term], size: tuple[
     """
     layers = sorted({layer for term in terms for layer in term.layers})
     numel = 3 * size[0] * size[1]
-    fixed = 4 * batch * _IMAGE_BUFFERS * numel + _content_target_bytes(extractor, terms, size, batch)
+    device_type = next(extractor.parameters()).device.type
+    fixed = batch * image_bytes(numel) + _content_target_bytes(extractor, terms, size, batch)
     history = lbfgs_history_size(optimize) if optimize.optimizer == "lbfgs" else 0
 
     def solver(pairs: int) -> int:
@@ -113,7 +114,7 @@ def plan_memory(extractor: FeatureExtractor, terms: Sequence[Term], size: tuple[
         return batch * solver_bytes_per_image(numel, settings)
 
     def activations(tiling: Tiling | None) -> int:
-        return estimate_peak_bytes(extractor, size, layers, batch, tiling) if layers else 0
+        return estimate_peak_bytes(extractor, size, layers, batch, tiling, precision, device_type) if layers else 0
 
     tiling: Tiling | None = None
     if tile != "off" and layers:
@@ -138,6 +139,13 @@ def plan_memory(extractor: FeatureExtractor, terms: Sequence[Term], size: tuple[
     if estimate > budget:
         notes.append(f"needs about {estimate >> 20} MB, more than the {budget >> 20} MB available; it may fail")
     return MemoryPlan(tiling, pairs, estimate, budget, "; ".join(notes) or None)
+
+
+def bytes_per_image(extractor: FeatureExtractor, terms: Sequence[Term], size: tuple[int, int],
+                    optimize: OptimizeSettings, precision: str = "fp32") -> int:
+    """What one picture of a batch needs, untiled, with its whole L-BFGS history: what batch
+    sizing divides the free memory by (`running.context.auto_batch_size`)."""
+    return plan_memory(extractor, terms, size, 1, optimize, "off", 1 << 62, precision).estimate
 
 
 def _auto_tiling(terms: Sequence[Term], size: tuple[int, int], fixed: int, budget: int,

@@ -296,6 +296,7 @@ def _execute(plan: Plan, todo: list[Job], device: torch.device, executor: Execut
     with open_cache(plan.pipeline) as cache:
         store = target_store(cache, extractor, plan.terms, plan.sizing, plan.settings, device)
         try:
+            started = time.perf_counter()
             if style_terms(plan.terms):
                 for source in distinct_styles(todo):
                     hits = store.cache_hits
@@ -307,6 +308,7 @@ def _execute(plan: Plan, todo: list[Job], device: torch.device, executor: Execut
                     except Exception as exc:  # noqa: BLE001 - a plugin source's or the network's error: this style's jobs only
                         context.style_errors[source.label] = f"{type(exc).__name__}: {exc}"
                     events.targets(source.label, store.cache_hits > hits)
+            report.style_targets_seconds = time.perf_counter() - started
             jobs = {job.index: job for job in todo}
             for item in executor.run(todo, context, events):
                 item.reason = plan.reasons.get(item.job)

@@ -5,6 +5,7 @@ and colours, set up the same way for the file pipeline, the Python API and the R
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
@@ -42,6 +43,7 @@ class Stylized:
     diverged: list[bool]  # per image: a non-finite loss stopped it (the best image seen is kept)
     curves: list[dict[str, list[float | None]]]  # per image: the downsampled loss curve
     note: str | None = None  # how it was made to fit in memory (tiles, a shorter L-BFGS history)
+    targets_s: float = 0.0  # seconds of it spent on content targets (the report's `targets` stage)
 
 
 def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[int, int],
@@ -69,18 +71,22 @@ def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[
     total_steps = settings.optimize.steps + sum(level.steps or 0 for level in levels[1:])
     history = LossHistory(total_steps, {term.name: term.weight for term in ctx.terms})
     budget = budget_bytes(ctx.device, settings.max_memory_mb)
-    memory = plan_memory(ctx.extractor, terms, size, count, settings.optimize, settings.tile, budget)
+    memory = plan_memory(ctx.extractor, terms, size, count, settings.optimize, settings.tile, budget, ctx.precision)
     if memory.note:
         (log.info if memory.fits else log.warning)("%d picture(s) of %d×%d px: %s", count, size[1], size[0], memory.note)
 
+    spent = [0.0]  # seconds in objective_at: content targets
+
     def objective_at(at: tuple[int, int], targets: Targets) -> Objective:
+        start = time.perf_counter()
         tiling = (memory if at == size else
-                  plan_memory(ctx.extractor, terms, at, count, settings.optimize, settings.tile, budget)).tiling
+                  plan_memory(ctx.extractor, terms, at, count, settings.optimize, settings.tile, budget, ctx.precision)).tiling
         scaled = resize(content, at) if content is not None else None
         content_side: Targets = {}
         if scaled is not None:
             content_side = (tiled_content_targets(ctx.extractor, terms, scaled, tiling) if tiling is not None
                             else content_targets(ctx.extractor, terms, scaled))
+        spent[0] += time.perf_counter() - start
         return RecordingObjective(ctx.extractor, terms, content_side, targets, tiling=tiling, history=history)
 
     optimize_settings = replace(settings.optimize, precision=cast(Precision, ctx.precision),
@@ -107,7 +113,7 @@ def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[
         done += result.steps
     colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
     final = postprocess(result.image, content, colours)
-    return Stylized(final, objective.evaluate(final), done, list(result.diverged), history.curves(), memory.note)
+    return Stylized(final, objective.evaluate(final), done, list(result.diverged), history.curves(), memory.note, spent[0])
 
 
 def _start(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[int, int], count: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from ..core.network import is_out_of_memory
 from ..io.images import load_image
 from ..plan.jobs import Job
 from ..plan.run_settings import RunSettings
-from ..report.record import ItemReport, failed_item
+from ..report.record import STAGES, ItemReport, failed_item
 from .batcher import in_batches
 from .context import WorkerContext
 from .encode import write_output
@@ -60,6 +60,7 @@ class Ready:
     size: tuple[int, int]
     note: str | None = None  # how the content was read (first frame of an animation), for the report
     dpi: tuple[int, int] | None = None  # the content photo's print resolution, which its output keeps
+    load_s: float = 0.0  # decoding and resizing it (the report's `load` stage)
 
 
 @dataclass
@@ -88,6 +89,7 @@ def prepare_batch(jobs: list[Job], ctx: WorkerContext, events: RunEvents | None 
 
 
 def _prepare(job: Job, ctx: WorkerContext) -> Ready:
+    start = time.perf_counter()
     settings = ctx.settings
     if job.error:
         raise StylepipeError(job.error)
@@ -102,7 +104,7 @@ def _prepare(job: Job, ctx: WorkerContext) -> Ready:
         content, note, dpi = _fit(loaded.tensor, settings), loaded.note, loaded.dpi
     size = _output_size(job, settings, content)
     check_size(size, job.content_label)
-    return Ready(job, content, size, note, dpi)
+    return Ready(job, content, size, note, dpi, time.perf_counter() - start)
 
 
 def check_size(size: tuple[int, int], label: str) -> None:
@@ -158,6 +160,7 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
     out = stylize_batch(ctx, content, chunk[0].size, style, terms, lambda i, n, loss: events.step(first, i, n, loss),
                         count=len(chunk))
     seconds = (time.perf_counter() - start) / len(chunk)  # a batch's time, shared by its images
+    targets = out.targets_s / len(chunk)
     curves = out.curves
     items = []
     for i, ready in enumerate(chunk):
@@ -173,11 +176,14 @@ def _run_chunk(chunk: list[Ready], ctx: WorkerContext, events: RunEvents) -> lis
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             items.append(failed_item(job, f"{job.output}: cannot write ({cause})"))
             continue
-        own = seconds + time.perf_counter() - saving  # a 16-bit print-size file takes a while to write
+        save = time.perf_counter() - saving  # a 16-bit print-size file takes a while to write
+        own = seconds + save
+        stages = dict(zip(STAGES, (round(ready.load_s, 4), round(targets, 4), round(seconds - targets, 4), round(save, 4))))
         items.append(ItemReport(content=job.content_ref, style=job.style_ref, output=str(job.output), status="done",
                                 seconds=round(own, 3), loss=losses, steps=out.steps, job=job.index,
                                 history=curves[i] if curves else None,
-                                note="; ".join(n for n in (ready.note, out.note, written) if n) or None, layers=job.layers))
+                                note="; ".join(n for n in (ready.note, out.note, written) if n) or None, layers=job.layers,
+                                stages=stages))
     return items
 
 
