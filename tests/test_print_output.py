@@ -205,7 +205,7 @@ def test_stylepipe_run_writes_a_16_bit_tiff_that_keeps_the_photos_dpi(tmp_path: 
     assert profile_name(tags["InterColorProfile"]) == "sRGB built-in"
     assert tags["XResolution"] == (300, 1)  # kept from the photo
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["settings"]["output"] == "tiff q92 16-bit"
+    assert report["settings"]["output"] == "tiff 16-bit"
 
     again = runner.invoke(app, ["run", str(pipeline), "--json"])
     assert json.loads(again.stdout)["summary"]["skipped"] == 1
