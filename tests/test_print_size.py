@@ -24,6 +24,7 @@ from stylepipe.extend.plugins import load_plugin_file
 from stylepipe.extend.registries import LOSSES
 from stylepipe.extend.terms import ContentLoss, StyleLoss, TotalVariation
 from stylepipe.io.images import load_image
+from stylepipe.plan.run_settings import levels_of
 from stylepipe.running.budget import plan_memory, style_tiling
 from stylepipe.running.runner import make_plan
 
@@ -88,7 +89,7 @@ def project(tmp_path: Path) -> Path:
         content: tubingen.jpg
         styles: starry_night.jpg
         size: {max_side: 448}
-        optimize: {steps: 2}
+        optimize: {steps: 2, refine: {steps: [2]}}
         output: {format: png, html: false}
     """), encoding="utf-8")
     return root
@@ -111,6 +112,8 @@ def test_a_memory_limit_tiles_the_run_and_the_picture_is_the_same(project: Path)
     a = np.asarray(Image.open(whole["output"]), dtype=np.int16)
     b = np.asarray(Image.open(tiled["output"]), dtype=np.int16)
     assert a.shape == b.shape == (336, 448, 3)
+    levels = levels_of(load_pipeline(project / "pipeline.yaml").config)
+    assert [level.side for level in levels] == [256, 448], "the tiles are tried at a refine level too"
     assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.01, "tiles give the whole picture's gradient"
     assert tiled["loss"]["style"] == pytest.approx(whole["loss"]["style"], rel=1e-3)
 
