@@ -30,6 +30,9 @@ def project(root: Path, **settings) -> Path:
 
 
 def test_the_resume_hash_records_the_precision_a_device_will_use(tmp_path: Path, monkeypatch) -> None:
+    from stylepipe.core import device
+
+    monkeypatch.setattr(device, "cpu_bf16_units", lambda *args: None)  # a CPU without bf16 units: fp32
     pipeline = project(tmp_path)
     on_cpu = build_plan(load_pipeline(pipeline), weights_id="w")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -127,6 +127,9 @@ class RefineConfig(Strict):
     factor: float = Field(2.0, gt=1, le=4, description="size ratio between levels above the composition")
     steps: list[int] = Field(default_factory=lambda: list(REFINE_STEPS),
                              description="steps of the 1st, 2nd, … level above the composition; the last repeats")
+    content: Literal["composition", "photo"] = Field(
+        "composition", description="what the content term holds a level above the composition to: "
+                                   "the picture painted so far, or the photo at that level's size")
 
     @field_validator("steps")
     @classmethod
@@ -147,7 +150,7 @@ class OptimizeConfig(Strict):
     pyramid: PyramidConfig | None = Field(None, description="default: single scale for transfer, 3 levels for palette and reconstruct")
     refine: RefineConfig | Literal["off"] = Field(default_factory=RefineConfig,
                                                   description="levels above the composition; off: one level at the output size")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA; fp32 elsewhere (see core.device.choose_precision)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA and on CPUs with bf16 units (AMX, AVX512-BF16); fp32 elsewhere (core.device.choose_precision)")
     compile: bool = Field(False, description="torch.compile the network (CUDA; pays off on long runs)")
 
     @field_validator("batch_size")
