@@ -55,21 +55,23 @@ def write_default_pipeline(folder: Path, photos: Sequence[Path], styles: Sequenc
     return path
 
 
-def run_size(work: Path, side: int, pairs: Sequence[tuple[Path, Path]]) -> list[dict[str, Any]]:
-    """Runs at `side` px, one per painting over its photos: per output, its photo, style, path, seconds, steps."""
+def run_size(work: Path, side: int, pairs: Sequence[tuple[Path, Path]], settings: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Runs at `side` px, one per painting over its photos: per output, its photo, style, path, seconds, steps.
+    `settings` are extra `--set` assignments for every run (the defaults when empty)."""
     rows = []
     for style in sorted({style for _, style in pairs}):
         photos = [photo for photo, s in pairs if s == style]
         folder = work / f"s{side}" / style.stem
         pipeline = write_default_pipeline(folder, photos, [style], work / "cache")
         start = time.perf_counter()
-        run = run_stylepipe(pipeline, folder / "outputs", [f"size.max_side={side}"])
+        run = run_stylepipe(pipeline, folder / "outputs", [f"size.max_side={side}", *settings])
         print(f"{side} px × {style.stem}: {len(run.done)} pictures in {time.perf_counter() - start:.0f} s "
               f"(load {os.getloadavg()[0]:.1f})", flush=True)
         for item in run.done:
             rows.append({"size": side, "photo": Path(item["content"]).stem, "style": style.stem,
                          "style_path": str(style), "output": item["output"], "content": item["content"],
-                         "seconds": item["seconds"], "steps": item["steps"]})
+                         "seconds": item["seconds"], "steps": item["steps"], "load": round(os.getloadavg()[0], 1),
+                         "settings": list(settings)})
     return rows
 
 
@@ -148,6 +150,8 @@ def main() -> None:
     parser.add_argument("--gallery", nargs=2, metavar=("PHOTO", "STYLE"), default=None,
                         help="write whole and 100%% crop pictures of this pair per size")
     parser.add_argument("--gallery-dir", type=Path, default=Path("docs/images/sizes"))
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for every run, as `stylepipe run --set` (repeatable; default: the defaults)")
     args = parser.parse_args()
     photos = sorted(p for p in CONTENT_DIR.glob("*.jpg") if args.photos is None or p.stem in args.photos)
     styles = sorted(p for p in (REPO / "samples" / "styles").glob("*.jpg") if args.styles is None or p.stem in args.styles)
@@ -165,10 +169,10 @@ def main() -> None:
         return
     with workspace(args.workdir) as work:
         for side in args.sizes:
-            rows += run_size(work, side, pairs)
+            rows += run_size(work, side, pairs, args.settings)
         big = [(p, s) for p, s in pairs if p.stem in args.big_photos and s.stem in args.big_styles]
         for side in args.big or []:
-            rows += run_size(work, side, big)
+            rows += run_size(work, side, big, args.settings)
         score_rows(rows)
         pictures = gallery(rows, *args.gallery, args.gallery_dir) if args.gallery else []
     report(args, rows, pictures)

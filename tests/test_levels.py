@@ -42,10 +42,41 @@ def test_the_stroke_knob_changes_the_composition_size_and_nothing_else() -> None
     normal, coarse, fine = plan_levels(2048), plan_levels(2048, stroke=2.0), plan_levels(2048, stroke=0.5)
     assert (normal[0].side, coarse[0].side, fine[0].side) == (256, 128, 512)
     for levels in (normal, coarse, fine):
-        assert levels[-1] == Level(2048, 1.0, Refine().steps_at(len(levels) - 2))
+        assert levels[-1] == Level(2048, 1.0, Refine().steps_at(len(levels) - 2), "composition")
         assert all(b.side == round(a.side * 2) or b is levels[-1] for a, b in zip(levels, levels[1:]))
     # the same stroke gives the same composition, relative to the picture, at every output size
     assert [plan_levels(side, stroke=2.0)[0].side for side in (512, 1024, 4096)] == [128, 128, 128]
+
+
+def test_a_refine_level_holds_to_the_composition_unless_told_to_hold_to_the_photo(tmp_path: Path, gatys) -> None:
+    """`optimize.refine.content`: by default a refine level's content term holds it to the picture
+    painted so far (its start); `photo` holds it to the photo at the level's size instead (docs/sizes.md,
+    The Scream at 1024 px). Judged where the content term looks: relu4_2."""
+    import torch.nn.functional as F
+
+    from stylepipe import Stylizer
+
+    common = {"device": "cpu", "cache_dir": tmp_path / "cache", "stroke": 4, "steps": 20, "precision": "fp32"}
+    small = Stylizer(max_side=64, refine="off", **common)  # the composition alone: 64 px, its 20 steps
+    photo, painting = sample("chelsea"), sample("the_scream")
+    composition = small.stylize(photo, small.style(painting), as_tensor=True)
+    pictures = {}
+    for holds in ("composition", "photo"):
+        stylizer = Stylizer(max_side=128, refine_steps=[15], refine_content=holds, **common)
+        pictures[holds] = stylizer.stylize(photo, stylizer.style(painting), as_tensor=True)
+    size = pictures["photo"].shape[-2:]
+    start = F.interpolate(composition[None], size=size, mode="bicubic", antialias=True).clamp(0, 1)
+    the_photo = F.interpolate(load_image(photo).tensor[None], size=size, mode="bicubic", antialias=True).clamp(0, 1)
+
+    def relu4_2(picture: torch.Tensor) -> torch.Tensor:
+        return gatys(picture, ["relu4_2"])["relu4_2"]
+
+    with torch.no_grad():
+        off = {holds: (F.mse_loss(relu4_2(picture[None]), relu4_2(start)).item(),
+                       F.mse_loss(relu4_2(picture[None]), relu4_2(the_photo)).item())
+               for holds, picture in pictures.items()}
+    assert off["composition"][0] < off["photo"][0], off  # closer to the composition it refines
+    assert off["photo"][1] < off["composition"][1], off  # closer to the photo when told to hold to it
 
 
 def _pipeline(folder: Path, **size: Any) -> dict[str, Any]:

@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
+
+#: What a refine level's content term holds it to: the composition as painted so far (the last
+#: level's result at this level's size), or the photo at this level's size.
+RefineContent = Literal["composition", "photo"]
 
 #: Long side (px) the composition is painted at for `stroke` 1: the size at which the defaults
 #: were chosen by the sweep (docs/quality.md) and where the look beats the peer's.
@@ -30,6 +35,10 @@ class Refine:
 
     factor: float = 2.0
     steps: tuple[int, ...] = (50, 25, 12, 6)  # first refine level, second, …; the last repeats
+    #: "composition": a refine level keeps the painting it starts from and repaints its strokes at
+    #: its own scale; "photo" pulls it back toward the photo's detail, which the composition never
+    #: had (at 1024 px *The Scream* drifted back to the cat photo's colours: docs/sizes.md).
+    content: RefineContent = "composition"
 
     def steps_at(self, index: int) -> int:
         """Steps of the `index`-th refine level (0: the first above the composition)."""
@@ -38,12 +47,14 @@ class Refine:
 
 @dataclass(frozen=True)
 class Level:
-    """One level: its long side, its size relative to the output, and its steps (None: the
-    composition, whose steps and coarse-to-fine schedule are the mode's own)."""
+    """One level: its long side, its size relative to the output, its steps (None: the
+    composition, whose steps and coarse-to-fine schedule are the mode's own), and what its content
+    term holds it to (the composition always holds to the photo)."""
 
     side: int
     scale: float
     steps: int | None
+    content: RefineContent = "photo"
 
     @property
     def is_composition(self) -> bool:
@@ -73,7 +84,7 @@ def plan_levels(output_side: int, stroke: float = 1.0, refine: Refine | None = R
         sides.append(round(base * refine.factor ** len(sides)))
     sides.append(output_side)
     levels = [Level(base, base / output_side, None)]
-    levels += [Level(side, side / output_side, refine.steps_at(i)) for i, side in enumerate(sides[1:])]
+    levels += [Level(side, side / output_side, refine.steps_at(i), refine.content) for i, side in enumerate(sides[1:])]
     return levels
 
 

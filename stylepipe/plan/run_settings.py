@@ -68,7 +68,7 @@ def levels_of(cfg: PipelineConfig) -> tuple[Level, ...]:
     """The levels every job of a run goes through: the composition at `size.stroke`'s side, then
     `optimize.refine`'s levels up to the output (one level when the output is about the composition's size)."""
     refine_cfg = cfg.optimize.refine
-    refine = None if refine_cfg == "off" else Refine(refine_cfg.factor, tuple(refine_cfg.steps))
+    refine = None if refine_cfg == "off" else Refine(refine_cfg.factor, tuple(refine_cfg.steps), refine_cfg.content)
     return tuple(plan_levels(nominal_side(cfg.size.max_side, cfg.size.max_pixels), cfg.size.stroke, refine))
 
 
@@ -84,7 +84,7 @@ def level_rows(settings: RunSettings, sizings: list[StyleSizing]) -> list[dict[s
     """The levels as the plan shows them: side, steps, and the style size their targets are taken at."""
     levels = settings.levels or (Level(settings.size_max_side or 0, 1.0, None),)
     return [{"side": level.side, "composition": level.is_composition,
-             "steps": settings.optimize.steps if level.steps is None else level.steps,
+             "steps": settings.optimize.steps if level.steps is None else level.steps, "content": level.content,
              "style_side": sizing.max_side, "style_pixels": sizing.max_pixels}
             for level, sizing in zip(levels, sizings)]
 

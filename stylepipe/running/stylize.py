@@ -77,11 +77,13 @@ def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[
 
     spent = [0.0]  # seconds in objective_at: content targets
 
-    def objective_at(at: tuple[int, int], targets: Targets) -> Objective:
+    def objective_at(at: tuple[int, int], targets: Targets, holds: torch.Tensor | None = None) -> Objective:
+        """The objective at size `at`; its content term holds the pictures to `holds` (already at
+        `at`) when given, else to the photos resized to `at`."""
         start = time.perf_counter()
         tiling = (memory if at == size else
                   plan_memory(ctx.extractor, terms, at, count, settings.optimize, settings.tile, budget, ctx.precision)).tiling
-        scaled = resize(content, at) if content is not None else None
+        scaled = (holds if holds is not None else resize(content, at)) if content is not None else None
         content_side: Targets = {}
         if scaled is not None:
             content_side = (tiled_content_targets(ctx.extractor, terms, scaled, tiling) if tiling is not None
@@ -107,9 +109,10 @@ def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[
         result = optimize(init, objective, optimize_settings, step)
     done = result.steps
     for level, at, targets in zip(levels[1:], sizes[1:], per_level[1:]):
-        objective = objective_at(at, targets)
         assert level.steps is not None  # only the composition takes the mode's steps
-        result = optimize(resize(result.image, at), objective, replace(optimize_settings, steps=level.steps), step)
+        start = resize(result.image, at).detach()
+        objective = objective_at(at, targets, start if level.content == "composition" else None)
+        result = optimize(start, objective, replace(optimize_settings, steps=level.steps), step)
         done += result.steps
     colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
     final = postprocess(result.image, content, colours)
