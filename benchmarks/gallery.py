@@ -171,7 +171,26 @@ def render(cells, palettes, styles: list[Path], size: int, with_pastiche: bool, 
               "the painting's texture without any photo.", "",
               "| " + " | ".join(name for name, _, _ in palettes) + " |", "|" + "---|" * len(palettes),
               "| " + " | ".join(f"![]({path})<br>{seconds:.0f} s" for _, path, seconds in palettes) + " |", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + sizes_section())
+
+
+def sizes_section() -> list[str]:
+    """One photo at every output size, from the pictures `benchmarks/sizes.py --gallery` leaves in
+    docs/images/sizes/ (none there: no section)."""
+    folder = REPO / "docs" / "images" / "sizes"
+    wholes = sorted(folder.glob("*__whole.jpg"), key=lambda p: int(p.stem.split("__")[-2]))
+    if not wholes:
+        return []
+    photo, style = wholes[0].stem.split("__")[:2]
+    lines = ["## One photo at every size", "",
+             f"{photo} × {style.replace('_', ' ')} at the defaults, at each output size (docs/sizes.md): the whole "
+             "picture scaled down to 256 px, and a 256 px crop at 100 %, made by `benchmarks/sizes.py --gallery`.", "",
+             "| output | whole, scaled down | crop at 100 % |", "|---|---|---|"]
+    for whole in wholes:
+        side = whole.stem.split("__")[-2]
+        crop = whole.with_name(whole.name.replace("__whole", "__crop"))
+        lines.append(f"| {side} px | ![](images/sizes/{whole.name}) | ![](images/sizes/{crop.name}) |")
+    return lines + [""]
 
 
 if __name__ == "__main__":
