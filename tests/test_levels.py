@@ -55,6 +55,7 @@ def test_a_refine_level_holds_to_the_composition_unless_told_to_hold_to_the_phot
     import torch.nn.functional as F
 
     from stylepipe import Stylizer
+    from stylepipe.core.geometry import resize
 
     common = {"device": "cpu", "cache_dir": tmp_path / "cache", "stroke": 4, "steps": 20, "precision": "fp32"}
     small = Stylizer(max_side=64, refine="off", **common)  # the composition alone: 64 px, its 20 steps
@@ -65,8 +66,8 @@ def test_a_refine_level_holds_to_the_composition_unless_told_to_hold_to_the_phot
         stylizer = Stylizer(max_side=128, refine_steps=[15], refine_content=holds, **common)
         pictures[holds] = stylizer.stylize(photo, stylizer.style(painting), as_tensor=True)
     size = pictures["photo"].shape[-2:]
-    start = F.interpolate(composition[None], size=size, mode="bicubic", antialias=True).clamp(0, 1)
-    the_photo = F.interpolate(load_image(photo).tensor[None], size=size, mode="bicubic", antialias=True).clamp(0, 1)
+    start = resize(composition[None], tuple(size))  # what the level starts from
+    the_photo = resize(load_image(photo).tensor[None], tuple(size))
 
     def relu4_2(picture: torch.Tensor) -> torch.Tensor:
         return gatys(picture, ["relu4_2"])["relu4_2"]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from ..core.levels import RefineContent
 from ..extend.networks import NETWORKS
 from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
 from ..io.images import DEFAULT_MAX_INPUT_PIXELS, SIXTEEN_BIT_FORMATS
@@ -127,7 +128,7 @@ class RefineConfig(Strict):
     factor: float = Field(2.0, gt=1, le=4, description="size ratio between levels above the composition")
     steps: list[int] = Field(default_factory=lambda: list(REFINE_STEPS),
                              description="steps of the 1st, 2nd, … level above the composition; the last repeats")
-    content: Literal["composition", "photo"] = Field(
+    content: RefineContent = Field(
         "composition", description="what the content term holds a level above the composition to: "
                                    "the picture painted so far, or the photo at that level's size")
 

@@ -110,9 +110,9 @@ def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[
     done = result.steps
     for level, at, targets in zip(levels[1:], sizes[1:], per_level[1:]):
         assert level.steps is not None  # only the composition takes the mode's steps
-        start = resize(result.image, at).detach()
-        objective = objective_at(at, targets, start if level.content == "composition" else None)
-        result = optimize(start, objective, replace(optimize_settings, steps=level.steps), step)
+        upsampled = resize(result.image, at).detach()  # the level's start, and what "composition" holds it to
+        objective = objective_at(at, targets, upsampled if level.content == "composition" else None)
+        result = optimize(upsampled, objective, replace(optimize_settings, steps=level.steps), step)
         done += result.steps
     colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
     final = postprocess(result.image, content, colours)
