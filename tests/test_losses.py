@@ -23,6 +23,20 @@ def test_gram_is_resolution_independent():
     assert torch.allclose(gram(repeated), gram(features), atol=1e-6)
 
 
+def test_gram_and_its_gradient_are_the_same_in_either_memory_layout():
+    # Channels-last features (bf16 on the CPU, CUDA) take a copy-free path with a one-product backward.
+    torch.manual_seed(0)
+    features = torch.rand(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram, (features,))
+    assert torch.autograd.gradcheck(lambda f: gram(f.contiguous(memory_format=torch.channels_last)), (features,))
+    nchw = features.detach().float()
+    last = nchw.contiguous(memory_format=torch.channels_last)
+    assert not last.is_contiguous()
+    assert torch.allclose(gram(last), gram(nchw), rtol=1e-6)
+    flat = nchw.reshape(2, 4, 15)
+    assert torch.allclose(gram(nchw), flat @ flat.transpose(1, 2) / (4 * 15), rtol=1e-6)
+
+
 def test_content_loss_is_weighted_mean_of_feature_mse():
     ones = {"a": torch.zeros(1, 1, 2, 2), "b": torch.zeros(1, 2, 1, 1)}
     targets = {"a": torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), "b": torch.tensor([[[[2.0]], [[0.0]]]])}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -126,3 +127,27 @@ def test_bf16_on_the_cpu_runs_channels_last() -> None:
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     conv = tune_for_device(FeatureExtractor(random_weights()), CPU, compile_network=False).trunk.layers[2]
     assert not conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_convolutions_keep_their_cast_weights_and_compute_the_same(gatys) -> None:
+    # Autocast would cast every weight anew at each call; the kept bf16 copies must change nothing.
+    extractor = tune_for_device(copy.deepcopy(gatys), CPU, compile_network=False, precision="bf16")
+    taps = ["relu1_1", "relu3_1", "relu5_1"]
+    image = resize(load_image(sample("coffee")).tensor, (40, 56))[None].contiguous()
+
+    def features_and_gradient() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        pixels = image.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            features = extractor(pixels, taps)
+        sum(value.float().pow(2).mean() for value in features.values()).backward()
+        assert pixels.grad is not None
+        return {name: value.detach() for name, value in features.items()}, pixels.grad
+
+    kept, kept_grad = features_and_gradient()
+    assert extractor._cast and all(conv.weight.dtype == torch.bfloat16 for conv in next(iter(extractor._cast.values())).values())
+    extractor._cast.clear()
+    extractor._cast[(torch.bfloat16, CPU)] = {}  # no kept copies: autocast casts the fp32 weights
+    cast, cast_grad = features_and_gradient()
+    extractor._cast.clear()
+    assert all(torch.equal(kept[name], cast[name]) for name in taps) and torch.equal(kept_grad, cast_grad)
+    assert next(extractor.parameters()).dtype == torch.float32  # the network itself stays float32

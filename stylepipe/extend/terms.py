@@ -22,6 +22,7 @@ from ..core.loss_fns import (
     gram,
     gram_distance,
     gram_error,
+    gram_sums,
     normalised_gram,
     per_image_mse,
     style_loss,
@@ -189,8 +190,7 @@ class StyleLoss(LayeredTerm):
     # tiling (TileSafeTerm): a Gram matrix is a sum of outer products over positions
     def tile_statistics(self, features: Features, content: Features) -> TensorDict:
         """Σ F Fᵀ over the tile's positions, per image: (B, C, C) per layer (gram() before normalising)."""
-        flat = {layer: features[layer].flatten(2) for layer in self.layers}
-        return {layer: torch.bmm(f, f.transpose(1, 2)) for layer, f in flat.items()}
+        return {layer: gram_sums(features[layer]) for layer in self.layers}
 
     def loss_from_statistics(self, stats: Features, positions: Mapping[str, int], style: Features) -> torch.Tensor:
         """The weighted mean of E_l, with gram = Σ F Fᵀ / (C·M) as in `gram`."""
