@@ -68,6 +68,11 @@ VARIANTS: dict[str, Variant] = {
     "steps100": Variant("stylepipe, 100 steps", ("optimize.steps=100",)),
     "fp32": Variant("stylepipe, precision fp32", ("optimize.precision=fp32",), "optimize.precision=fp32"),
     "bf16": Variant("stylepipe, precision bf16", ("optimize.precision=bf16",), "optimize.precision=bf16"),
+    # Run-to-run noise: the same settings with the style weight 0.005 % off, so rounding goes another way.
+    "fp32_nudged": Variant("stylepipe, fp32, style weight 200.01 (noise)",
+                           ("optimize.precision=fp32", "losses.style.weight=200.01"), "optimize.precision=fp32"),
+    "bf16_nudged": Variant("stylepipe, bf16, style weight 200.01 (noise)",
+                           ("optimize.precision=bf16", "losses.style.weight=200.01"), "optimize.precision=bf16"),
 }
 
 
