@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def test_the_stroke_knob_changes_the_composition_size_and_nothing_else() -> None
     normal, coarse, fine = plan_levels(2048), plan_levels(2048, stroke=2.0), plan_levels(2048, stroke=0.5)
     assert (normal[0].side, coarse[0].side, fine[0].side) == (256, 128, 512)
     for levels in (normal, coarse, fine):
-        assert levels[-1] == Level(2048, 1.0, Refine().steps_at(len(levels) - 2), "composition")
+        assert levels[-1] == Level(2048, 1.0, Refine().steps_at(len(levels) - 2), "composition", Refine().anchor)
         assert all(b.side == round(a.side * 2) or b is levels[-1] for a, b in zip(levels, levels[1:]))
     # the same stroke gives the same composition, relative to the picture, at every output size
     assert [plan_levels(side, stroke=2.0)[0].side for side in (512, 1024, 4096)] == [128, 128, 128]
@@ -78,6 +79,57 @@ def test_a_refine_level_holds_to_the_composition_unless_told_to_hold_to_the_phot
                for holds, picture in pictures.items()}
     assert off["composition"][0] < off["photo"][0], off  # closer to the composition it refines
     assert off["photo"][1] < off["composition"][1], off  # closer to the photo when told to hold to it
+
+
+def test_a_refine_level_holds_to_the_composition_s_look_as_much_as_its_anchor_says(tmp_path: Path, gatys) -> None:
+    """`optimize.refine.anchor`: a refine level scaled back to the composition's size keeps the
+    composition's Gram statistics (what the painting looks like at a glance); 0 leaves the level's
+    own style term alone. Judged at the composition's size, on the style layers, against the
+    composition as painted (measured: 1.38 summed relative distance without, 1.02 at the default 2)."""
+    from stylepipe import Stylizer
+    from stylepipe.core.geometry import resize
+    from stylepipe.core.loss_fns import gram
+
+    common = {"device": "cpu", "cache_dir": tmp_path / "cache", "stroke": 4, "steps": 20, "precision": "fp32"}
+    small = Stylizer(max_side=64, refine="off", **common)  # the composition alone: 64 px, its 20 steps
+    photo, painting = sample("chelsea"), sample("starry_night")
+    composition = small.stylize(photo, small.style(painting), as_tensor=True)[None]
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+    def look(picture: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            features = gatys(resize(picture, tuple(composition.shape[-2:])), layers)
+        return {layer: gram(value) for layer, value in features.items()}
+
+    held = look(composition)
+    drift = {}
+    for anchor in (0.0, Refine().anchor):
+        stylizer = Stylizer(max_side=128, refine_steps=[15], anchor=anchor, **common)
+        refined = look(stylizer.stylize(photo, stylizer.style(painting), as_tensor=True)[None])
+        drift[anchor] = sum(((refined[l] - held[l]).norm() / held[l].norm()).item() for l in layers)
+    assert drift[Refine().anchor] < 0.85 * drift[0.0], drift
+
+
+def test_an_anchor_adds_its_weighted_hold_to_the_total_and_leaves_the_reported_losses_alone(gatys) -> None:
+    from stylepipe.core.geometry import resize
+    from stylepipe.core.objective import ANCHOR_PART, Anchor, Objective, anchor_targets, content_targets
+    from stylepipe.extend.terms import ContentLoss, StyleLoss, StyleParams
+
+    photo = resize(load_image(sample("coffee")).tensor, (48, 64))[None]
+    other = resize(load_image(sample("tubingen")).tensor, (48, 64))[None]
+    terms = [ContentLoss(), StyleLoss(StyleParams(weight=200))]
+    plain = Objective(gatys, terms, content_targets(gatys, terms, photo), anchor_targets(gatys, terms, other))
+    small = (24, 32)
+    at_itself = replace(plain, anchor=Anchor(small, anchor_targets(gatys, terms, resize(photo, small)), 3.0))
+    at_other = replace(plain, anchor=Anchor(small, anchor_targets(gatys, terms, resize(other, small)), 3.0))
+    with torch.no_grad():
+        base = plain.parts(photo)
+        itself, apart = at_itself.parts(photo), at_other.parts(photo)
+    assert ANCHOR_PART not in base and itself[ANCHOR_PART].item() < 1e-9 * apart[ANCHOR_PART].item()
+    assert apart[ANCHOR_PART].item() > 0  # 200 × the style distance of coffee from tubingen at 32 px
+    expected = plain.total(base) + 3.0 * apart[ANCHOR_PART]
+    assert torch.allclose(at_other.total(apart), expected)
+    assert at_other.evaluate(photo) == plain.evaluate(photo)  # reports show the terms' own losses
 
 
 def _pipeline(folder: Path, **size: Any) -> dict[str, Any]:

@@ -34,6 +34,8 @@ NOISE_AMPLITUDE = 0.3
 #: side, repaints the strokes at its scale (fewer steps leave the composition's pixel texture
 #: magnified as a woven grid); each later one, 4× the pixels, only refines, with half the steps.
 REFINE_STEPS = Refine().steps
+#: Hold of the levels above the composition on its look (docs/sizes.md, "The look held").
+REFINE_ANCHOR = Refine().anchor
 
 
 def defaults_for(mode: str) -> ModeDefaults:

@@ -18,7 +18,7 @@ from ..extend.networks import NETWORKS
 from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
 from ..io.images import DEFAULT_MAX_INPUT_PIXELS, SIXTEEN_BIT_FORMATS
 from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
-from .defaults import NOISE_AMPLITUDE, REFINE_STEPS
+from .defaults import NOISE_AMPLITUDE, REFINE_ANCHOR, REFINE_STEPS
 
 
 class Strict(BaseModel):
@@ -131,6 +131,10 @@ class RefineConfig(Strict):
     content: RefineContent = Field(
         "composition", description="what the content term holds a level above the composition to: "
                                    "the picture painted so far, or the photo at that level's size")
+    anchor: float = Field(REFINE_ANCHOR, ge=0, le=100,
+                          description="weight (× the style weight) of a level's hold on the composition's look: "
+                                      "scaled back to the composition's size, it keeps the composition's Gram "
+                                      "statistics; 0: no hold")
 
     @field_validator("steps")
     @classmethod

@@ -39,6 +39,12 @@ class Refine:
     #: its own scale; "photo" pulls it back toward the photo's detail, which the composition never
     #: had (at 1024 px *The Scream* drifted back to the cat photo's colours: docs/sizes.md).
     content: RefineContent = "composition"
+    #: Weight (× the style terms' own) of a refine level's hold on the composition's look: the
+    #: picture scaled back to the composition's size keeps the composition's Gram statistics.
+    #: Without it each level's style term, taken at its own scale, drifts the look that a viewer
+    #: sees at a glance (at 1024 px *The Starry Night* scored 1.27× its 256 px twin's style
+    #: distance; held, 0.94–1.11×: docs/sizes.md). 0: no hold.
+    anchor: float = 2.0
 
     def steps_at(self, index: int) -> int:
         """Steps of the `index`-th refine level (0: the first above the composition)."""
@@ -48,13 +54,15 @@ class Refine:
 @dataclass(frozen=True)
 class Level:
     """One level: its long side, its size relative to the output, its steps (None: the
-    composition, whose steps and coarse-to-fine schedule are the mode's own), and what its content
-    term holds it to (the composition always holds to the photo)."""
+    composition, whose steps and coarse-to-fine schedule are the mode's own), what its content
+    term holds it to (the composition always holds to the photo), and how strongly it holds to the
+    composition's look (`Refine.anchor`; 0 for the composition itself)."""
 
     side: int
     scale: float
     steps: int | None
     content: RefineContent = "photo"
+    anchor: float = 0.0
 
     @property
     def is_composition(self) -> bool:
@@ -84,7 +92,8 @@ def plan_levels(output_side: int, stroke: float = 1.0, refine: Refine | None = R
         sides.append(round(base * refine.factor ** len(sides)))
     sides.append(output_side)
     levels = [Level(base, base / output_side, None)]
-    levels += [Level(side, side / output_side, refine.steps_at(i), refine.content) for i, side in enumerate(sides[1:])]
+    levels += [Level(side, side / output_side, refine.steps_at(i), refine.content, refine.anchor)
+               for i, side in enumerate(sides[1:])]
     return levels
 
 

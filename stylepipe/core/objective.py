@@ -13,6 +13,7 @@ from typing import Literal, Protocol, cast
 
 import torch
 
+from .geometry import resize
 from .loss_fns import Targets, Term
 from .network import FeatureExtractor
 
@@ -27,6 +28,22 @@ class Tiler(Protocol):
     def parts(self, objective: Objective, image: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A hold on a smaller picture's look: the picture scaled down to `size` keeps the Gram
+    statistics `targets` (per image, (B, C, C) per layer), weighted `weight` × each style term's
+    own weight. Levels above the composition use it so that refining strokes at their scale does
+    not change what the composition looks like (stylepipe.core.levels)."""
+
+    size: tuple[int, int]
+    targets: Targets
+    weight: float
+
+
+#: The name of the anchor's part among an Objective's parts (never a term's name: terms are registered).
+ANCHOR_PART = "anchor"
+
+
 @dataclass
 class Objective:
     """Weighted loss terms against fixed targets; call it on a batch to get per-image parts."""
@@ -37,6 +54,7 @@ class Objective:
     style: Targets = field(default_factory=dict)
     precision: Precision = "fp32"
     tiling: Tiler | None = None  # None: one pass over the whole picture (see stylepipe.core.tiling)
+    anchor: Anchor | None = None  # a refine level's hold on the composition's look
 
     @property
     def layers(self) -> list[str]:
@@ -49,28 +67,40 @@ class Objective:
         return torch.autocast(device_type=image.device.type, dtype=_DTYPES[self.precision])
 
     def parts(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Unweighted per-image value of each term, shape (B,) each; losses always in float32."""
-        if self.tiling is not None:
-            return self.tiling.parts(self, image)
-        layers = self.layers
+        """Unweighted per-image value of each term (and of the anchor's hold, weighted by the
+        style terms' weights), shape (B,) each; losses always in float32."""
+        parts = self.tiling.parts(self, image) if self.tiling is not None else self._terms(image, self.content, self.style)
+        if self.anchor is not None:
+            small = resize(image, self.anchor.size)  # small enough to run whole, tiled or not
+            held = self._terms(small, {}, self.anchor.targets, [term for term in self.terms if term.side == "style"])
+            parts = {**parts, ANCHOR_PART: cast(torch.Tensor, sum(term.weight * held[term.name] for term in self.terms
+                                                                   if term.name in held))}
+        return parts
+
+    def _terms(self, image: torch.Tensor, content: Targets, style: Targets,
+               terms: Sequence[Term] | None = None) -> dict[str, torch.Tensor]:
+        """Each of `terms` (all of them by default) on one pass over the whole picture."""
+        terms = self.terms if terms is None else terms
+        layers = sorted({layer for term in terms for layer in term.layers})
         features: dict[str, torch.Tensor] = {}
         if layers and self.extractor is not None:
             with self.autocast(image):
                 features = self.extractor(image, layers)
             features = {name: value.float() for name, value in features.items()}
-        return {
-            term.name: term.loss(image, features, self.content.get(term.name, {}), self.style.get(term.name, {}))
-            for term in self.terms
-        }
+        return {term.name: term.loss(image, features, content.get(term.name, {}), style.get(term.name, {})) for term in terms}
 
     def total(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Weighted per-image total, shape (B,)."""
-        return cast(torch.Tensor, sum(term.weight * parts[term.name] for term in self.terms))
+        total = cast(torch.Tensor, sum(term.weight * parts[term.name] for term in self.terms))
+        if self.anchor is not None and ANCHOR_PART in parts:
+            total = total + self.anchor.weight * parts[ANCHOR_PART]
+        return total
 
     @torch.no_grad()
     def evaluate(self, image: torch.Tensor) -> dict[str, list[float]]:
-        """Per-image loss parts and total as plain floats (always float32), for reports and tests."""
-        full = replace(self, precision="fp32")
+        """Per-image loss parts and total as plain floats (always float32), for reports and tests:
+        the terms' own, without a refine level's anchor."""
+        full = replace(self, precision="fp32", anchor=None)
         parts = full.parts(image)
         values = {name: value.tolist() for name, value in parts.items()}
         values["total"] = full.total(parts).tolist()
@@ -94,3 +124,19 @@ def content_targets(extractor: FeatureExtractor, terms: Sequence[Term], content:
         features = dict(extractor(content, layers)) if layers else {}
         features[CONTENT_PIXELS] = content
         return {term.name: term.content_targets(features) for term in content_terms}
+
+
+def anchor_targets(extractor: FeatureExtractor, terms: Sequence[Term], pictures: torch.Tensor) -> Targets:
+    """The style terms' targets taken from each of a batch of pictures, stacked per image (a Gram
+    term's are then (B, C, C) per layer): an `Anchor`'s, from the composition as painted."""
+    style_terms = [term for term in terms if term.side == "style"]
+    layers = sorted({layer for term in style_terms for layer in term.layers})
+    with torch.no_grad():
+        features = extractor(pictures, layers) if layers else {}
+        features = {name: value.float() for name, value in features.items()}
+        per_image = [{name: value[i : i + 1] for name, value in features.items()} for i in range(len(pictures))]
+        targets: Targets = {}
+        for term in style_terms:
+            each = [term.style_targets(one) for one in per_image]
+            targets[term.name] = {key: torch.stack([one[key] for one in each]) for key in each[0]}
+        return targets

@@ -68,7 +68,8 @@ def levels_of(cfg: PipelineConfig) -> tuple[Level, ...]:
     """The levels every job of a run goes through: the composition at `size.stroke`'s side, then
     `optimize.refine`'s levels up to the output (one level when the output is about the composition's size)."""
     refine_cfg = cfg.optimize.refine
-    refine = None if refine_cfg == "off" else Refine(refine_cfg.factor, tuple(refine_cfg.steps), refine_cfg.content)
+    refine = None if refine_cfg == "off" else Refine(refine_cfg.factor, tuple(refine_cfg.steps), refine_cfg.content,
+                                                     refine_cfg.anchor)
     return tuple(plan_levels(nominal_side(cfg.size.max_side, cfg.size.max_pixels), cfg.size.stroke, refine))
 
 
@@ -85,7 +86,7 @@ def level_rows(settings: RunSettings, sizings: list[StyleSizing]) -> list[dict[s
     levels = settings.levels or (Level(settings.size_max_side or 0, 1.0, None),)
     return [{"side": level.side, "composition": level.is_composition,
              "steps": settings.optimize.steps if level.steps is None else level.steps, "content": level.content,
-             "style_side": sizing.max_side, "style_pixels": sizing.max_pixels}
+             "anchor": level.anchor, "style_side": sizing.max_side, "style_pixels": sizing.max_pixels}
             for level, sizing in zip(levels, sizings)]
 
 
@@ -95,6 +96,8 @@ def describe_levels(rows: list[dict[str, object]]) -> str:
     for row in rows:
         style = f"style at {row['style_side']} px" if row["style_side"] else f"style at {row['style_pixels']} pixels"
         what = f"composition, {row['steps']} steps" if row["composition"] and len(rows) > 1 else f"{row['steps']} steps"
+        if row["anchor"]:
+            what += f", holds the composition's look ×{row['anchor']:g}"
         parts.append(f"{row['side']} px ({what}; {style})")
     return " → ".join(parts)
 

@@ -15,7 +15,7 @@ import torch
 from ..core.geometry import resize
 from ..core.levels import Level, level_size
 from ..core.loss_fns import Targets
-from ..core.objective import Objective, Precision, content_targets
+from ..core.objective import Anchor, Objective, Precision, anchor_targets, content_targets
 from ..core.optimize import (
     StepCallback,
     initial_image,
@@ -108,10 +108,15 @@ def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[
     else:
         result = optimize(init, objective, optimize_settings, step)
     done = result.steps
+    held: Targets | None = None  # the composition's own statistics, for the levels that hold its look
+    if any(level.anchor > 0 for level in levels[1:]):
+        held = anchor_targets(ctx.extractor, terms, result.image.detach())
     for level, at, targets in zip(levels[1:], sizes[1:], per_level[1:]):
         assert level.steps is not None  # only the composition takes the mode's steps
         upsampled = resize(result.image, at).detach()  # the level's start, and what "composition" holds it to
         objective = objective_at(at, targets, upsampled if level.content == "composition" else None)
+        if held is not None and level.anchor > 0:
+            objective = replace(objective, anchor=Anchor(sizes[0], held, level.anchor))
         result = optimize(upsampled, objective, replace(optimize_settings, steps=level.steps), step)
         done += result.steps
     colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
