@@ -72,9 +72,9 @@ class Objective:
         parts = self.tiling.parts(self, image) if self.tiling is not None else self._terms(image, self.content, self.style)
         if self.anchor is not None:
             small = resize(image, self.anchor.size)  # small enough to run whole, tiled or not
-            held = self._terms(small, {}, self.anchor.targets, [term for term in self.terms if term.side == "style"])
-            parts = {**parts, ANCHOR_PART: cast(torch.Tensor, sum(term.weight * held[term.name] for term in self.terms
-                                                                   if term.name in held))}
+            style_terms = [term for term in self.terms if term.side == "style"]
+            held = self._terms(small, {}, self.anchor.targets, style_terms)
+            parts = {**parts, ANCHOR_PART: cast(torch.Tensor, sum(term.weight * held[term.name] for term in style_terms))}
         return parts
 
     def _terms(self, image: torch.Tensor, content: Targets, style: Targets,
