@@ -43,7 +43,8 @@ def test_the_stroke_knob_changes_the_composition_size_and_nothing_else() -> None
     normal, coarse, fine = plan_levels(2048), plan_levels(2048, stroke=2.0), plan_levels(2048, stroke=0.5)
     assert (normal[0].side, coarse[0].side, fine[0].side) == (256, 128, 512)
     for levels in (normal, coarse, fine):
-        assert levels[-1] == Level(2048, 1.0, Refine().steps_at(len(levels) - 2), "composition", Refine().anchor)
+        assert levels[-1] == Level(2048, 1.0, Refine().steps_at(len(levels) - 2), "composition", Refine().anchor,
+                                    Refine().anchor_pixels)
         assert all(b.side == round(a.side * 2) or b is levels[-1] for a, b in zip(levels, levels[1:]))
     # the same stroke gives the same composition, relative to the picture, at every output size
     assert [plan_levels(side, stroke=2.0)[0].side for side in (512, 1024, 4096)] == [128, 128, 128]
@@ -104,10 +105,31 @@ def test_a_refine_level_holds_to_the_composition_s_look_as_much_as_its_anchor_sa
     held = look(composition)
     drift = {}
     for anchor in (0.0, Refine().anchor):
-        stylizer = Stylizer(max_side=128, refine_steps=[15], anchor=anchor, **common)
+        stylizer = Stylizer(max_side=128, refine_steps=[15], anchor=anchor, anchor_pixels=0.0, **common)  # the look's hold alone
         refined = look(stylizer.stylize(photo, stylizer.style(painting), as_tensor=True)[None])
         drift[anchor] = sum(((refined[l] - held[l]).norm() / held[l].norm()).item() for l in layers)
     assert drift[Refine().anchor] < 0.85 * drift[0.0], drift
+
+
+def test_a_refine_level_scaled_back_down_stays_the_composition_as_much_as_its_pixel_hold_says(tmp_path: Path) -> None:
+    """`optimize.refine.anchor_pixels`: a refine level adds detail that vanishes when the picture is
+    scaled back to the composition's size; without the hold its style term, taken from the painting
+    at its own scale, repaints the small picture too (at 1024 px, the painting's bright flecks:
+    docs/sizes.md)."""
+    from stylepipe import Stylizer
+    from stylepipe.core.geometry import resize
+
+    common = {"device": "cpu", "cache_dir": tmp_path / "cache", "stroke": 4, "steps": 20, "precision": "fp32"}
+    small = Stylizer(max_side=64, refine="off", **common)
+    photo, painting = sample("tubingen"), sample("starry_night")
+    composition = small.stylize(photo, small.style(painting), as_tensor=True)[None]
+    off = {}
+    for hold in (0.0, Refine().anchor_pixels):
+        stylizer = Stylizer(max_side=128, refine_steps=[15], anchor=0.0, anchor_pixels=hold, **common)  # the pixels' alone
+        refined = stylizer.stylize(photo, stylizer.style(painting), as_tensor=True)[None]
+        assert refined.shape[-1] == 128
+        off[hold] = (resize(refined, tuple(composition.shape[-2:])) - composition).pow(2).mean().item()
+    assert off[Refine().anchor_pixels] < 0.85 * off[0.0], off  # measured: 0.75 ×
 
 
 def test_an_anchor_adds_its_weighted_hold_to_the_total_and_leaves_the_reported_losses_alone(gatys) -> None:
@@ -120,15 +142,23 @@ def test_an_anchor_adds_its_weighted_hold_to_the_total_and_leaves_the_reported_l
     terms = [ContentLoss(), StyleLoss(StyleParams(weight=200))]
     plain = Objective(gatys, terms, content_targets(gatys, terms, photo), anchor_targets(gatys, terms, other))
     small = (24, 32)
-    at_itself = replace(plain, anchor=Anchor(small, anchor_targets(gatys, terms, resize(photo, small)), 3.0))
-    at_other = replace(plain, anchor=Anchor(small, anchor_targets(gatys, terms, resize(other, small)), 3.0))
+
+    def held_to(picture: torch.Tensor, weight: float = 3.0, pixel_weight: float = 0.0) -> Objective:
+        scaled = resize(picture, small)
+        return replace(plain, anchor=Anchor(small, anchor_targets(gatys, terms, scaled), weight, scaled, pixel_weight))
+
+    at_itself, at_other = held_to(photo, pixel_weight=5.0), held_to(other)
+    pixels_only = held_to(other, weight=0.0, pixel_weight=5.0)
     with torch.no_grad():
         base = plain.parts(photo)
-        itself, apart = at_itself.parts(photo), at_other.parts(photo)
+        itself, apart, by_pixels = at_itself.parts(photo), at_other.parts(photo), pixels_only.parts(photo)
+        looks_apart = 200 * plain._terms(resize(photo, small), {}, at_other.anchor.targets, terms[1:])["style"]
     assert ANCHOR_PART not in base and itself[ANCHOR_PART].item() < 1e-9 * apart[ANCHOR_PART].item()
-    assert apart[ANCHOR_PART].item() > 0  # 200 × the style distance of coffee from tubingen at 32 px
-    expected = plain.total(base) + 3.0 * apart[ANCHOR_PART]
-    assert torch.allclose(at_other.total(apart), expected)
+    # 3 × 200 × the style distance of coffee from tubingen at 32 px
+    assert apart[ANCHOR_PART].item() > 0 and torch.allclose(apart[ANCHOR_PART], 3.0 * looks_apart)
+    mse = (resize(photo, small) - resize(other, small)).pow(2).mean()
+    assert torch.allclose(by_pixels[ANCHOR_PART], 5.0 * 200 * mse)  # 5 × 200 × the pixels' mean squared difference
+    assert torch.allclose(at_other.total(apart), plain.total(base) + apart[ANCHOR_PART])
     assert at_other.evaluate(photo) == plain.evaluate(photo)  # reports show the terms' own losses
 
 

@@ -18,7 +18,7 @@ from ..extend.networks import NETWORKS
 from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
 from ..io.images import DEFAULT_MAX_INPUT_PIXELS, SIXTEEN_BIT_FORMATS
 from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
-from .defaults import NOISE_AMPLITUDE, REFINE_ANCHOR, REFINE_STEPS
+from .defaults import NOISE_AMPLITUDE, REFINE_ANCHOR, REFINE_ANCHOR_PIXELS, REFINE_STEPS
 
 
 class Strict(BaseModel):
@@ -135,6 +135,10 @@ class RefineConfig(Strict):
                           description="weight (× the style weight) of a level's hold on the composition's look: "
                                       "scaled back to the composition's size, it keeps the composition's Gram "
                                       "statistics; 0: no hold")
+    anchor_pixels: float = Field(REFINE_ANCHOR_PIXELS, ge=0, le=1000,
+                                 description="weight (× the style weight) of a level's hold on the composition's "
+                                             "pixels: scaled back to the composition's size, it stays the composition, "
+                                             "so a level adds only detail; 0: no hold")
 
     @field_validator("steps")
     @classmethod

@@ -45,6 +45,13 @@ class Refine:
     #: sees at a glance (at 1024 px *The Starry Night* scored 1.27× its 256 px twin's style
     #: distance; held, 0.94–1.11×: docs/sizes.md). 0: no hold.
     anchor: float = 2.0
+    #: Weight (× the style terms' own) of a refine level's hold on the composition's pixels: the
+    #: picture scaled back to the composition's size stays the composition (mean squared
+    #: difference), so a level adds only what vanishes when the picture is scaled down. Without it
+    #: the level's style term, taken from the painting at its own scale, lays the painting's bright
+    #: flecks over the picture: at 1024 px *The Starry Night* had 7.1 isolated dots per 10k px
+    #: scaled down against its 256 px twin's 0.2; held ×15, 0.2 (docs/sizes.md). 0: no hold.
+    anchor_pixels: float = 15.0
 
     def steps_at(self, index: int) -> int:
         """Steps of the `index`-th refine level (0: the first above the composition)."""
@@ -56,13 +63,14 @@ class Level:
     """One level: its long side, its size relative to the output, its steps (None: the
     composition, whose steps and coarse-to-fine schedule are the mode's own), what its content
     term holds it to (the composition always holds to the photo), and how strongly it holds to the
-    composition's look (`Refine.anchor`; 0 for the composition itself)."""
+    composition's look and pixels (`Refine.anchor`, `Refine.anchor_pixels`; 0 for the composition itself)."""
 
     side: int
     scale: float
     steps: int | None
     content: RefineContent = "photo"
     anchor: float = 0.0
+    anchor_pixels: float = 0.0
 
     @property
     def is_composition(self) -> bool:
@@ -92,7 +100,8 @@ def plan_levels(output_side: int, stroke: float = 1.0, refine: Refine | None = R
         sides.append(round(base * refine.factor ** len(sides)))
     sides.append(output_side)
     levels = [Level(base, base / output_side, None)]
-    levels += [Level(side, side / output_side, refine.steps_at(i), refine.content, refine.anchor)
+    levels += [Level(side, side / output_side, refine.steps_at(i), refine.content, refine.anchor,
+                     refine.anchor_pixels)
                for i, side in enumerate(sides[1:])]
     return levels
 

@@ -30,14 +30,18 @@ class Tiler(Protocol):
 
 @dataclass(frozen=True)
 class Anchor:
-    """A hold on a smaller picture's look: the picture scaled down to `size` keeps the Gram
-    statistics `targets` (per image, (B, C, C) per layer), weighted `weight` × each style term's
-    own weight. Levels above the composition use it so that refining strokes at their scale does
-    not change what the composition looks like (stylepipe.core.levels)."""
+    """A hold on a smaller picture: scaled down to `size`, the picture keeps its Gram statistics
+    `targets` (per image, (B, C, C) per layer), weighted `weight`, and its pixels `pictures`
+    ((B, 3, H, W) at `size`; mean squared difference), weighted `pixel_weight`, each × the style
+    terms' weights. Levels above the composition use it so that refining strokes at their scale does
+    not change what the composition looks like, nor sprinkle it with the painting's flecks
+    (stylepipe.core.levels)."""
 
     size: tuple[int, int]
     targets: Targets
     weight: float
+    pictures: torch.Tensor | None = None
+    pixel_weight: float = 0.0
 
 
 #: The name of the anchor's part among an Objective's parts (never a term's name: terms are registered).
@@ -67,15 +71,27 @@ class Objective:
         return torch.autocast(device_type=image.device.type, dtype=_DTYPES[self.precision])
 
     def parts(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Unweighted per-image value of each term (and of the anchor's hold, weighted by the
-        style terms' weights), shape (B,) each; losses always in float32."""
+        """Unweighted per-image value of each term (and the anchor's hold, already weighted),
+        shape (B,) each; losses always in float32."""
         parts = self.tiling.parts(self, image) if self.tiling is not None else self._terms(image, self.content, self.style)
         if self.anchor is not None:
-            small = resize(image, self.anchor.size)  # small enough to run whole, tiled or not
-            style_terms = [term for term in self.terms if term.side == "style"]
-            held = self._terms(small, {}, self.anchor.targets, style_terms)
-            parts = {**parts, ANCHOR_PART: cast(torch.Tensor, sum(term.weight * held[term.name] for term in style_terms))}
+            parts = {**parts, ANCHOR_PART: self._held(image, self.anchor)}
         return parts
+
+    def _held(self, image: torch.Tensor, anchor: Anchor) -> torch.Tensor:
+        """The anchor's weighted hold per image: on the picture scaled down to its size (small
+        enough to run whole, tiled or not), each style term's distance from its statistics and the
+        pixels' from its pictures."""
+        small = resize(image, anchor.size)
+        style_terms = [term for term in self.terms if term.side == "style"]
+        held = torch.zeros(len(image), device=image.device)
+        if anchor.weight > 0:
+            looks = self._terms(small, {}, anchor.targets, style_terms)
+            held = held + anchor.weight * cast(torch.Tensor, sum(term.weight * looks[term.name] for term in style_terms))
+        if anchor.pixel_weight > 0 and anchor.pictures is not None:
+            pixels = (small.float() - anchor.pictures.float()).pow(2).flatten(1).mean(dim=1)
+            held = held + anchor.pixel_weight * sum(term.weight for term in style_terms) * pixels
+        return held
 
     def _terms(self, image: torch.Tensor, content: Targets, style: Targets,
                terms: Sequence[Term] | None = None) -> dict[str, torch.Tensor]:
@@ -93,7 +109,7 @@ class Objective:
         """Weighted per-image total, shape (B,)."""
         total = cast(torch.Tensor, sum(term.weight * parts[term.name] for term in self.terms))
         if self.anchor is not None and ANCHOR_PART in parts:
-            total = total + self.anchor.weight * parts[ANCHOR_PART]
+            total = total + parts[ANCHOR_PART]
         return total
 
     @torch.no_grad()

@@ -69,7 +69,7 @@ def levels_of(cfg: PipelineConfig) -> tuple[Level, ...]:
     `optimize.refine`'s levels up to the output (one level when the output is about the composition's size)."""
     refine_cfg = cfg.optimize.refine
     refine = None if refine_cfg == "off" else Refine(refine_cfg.factor, tuple(refine_cfg.steps), refine_cfg.content,
-                                                     refine_cfg.anchor)
+                                                     refine_cfg.anchor, refine_cfg.anchor_pixels)
     return tuple(plan_levels(nominal_side(cfg.size.max_side, cfg.size.max_pixels), cfg.size.stroke, refine))
 
 
@@ -86,7 +86,7 @@ def level_rows(settings: RunSettings, sizings: list[StyleSizing]) -> list[dict[s
     levels = settings.levels or (Level(settings.size_max_side or 0, 1.0, None),)
     return [{"side": level.side, "composition": level.is_composition,
              "steps": settings.optimize.steps if level.steps is None else level.steps, "content": level.content,
-             "anchor": level.anchor, "style_side": sizing.max_side, "style_pixels": sizing.max_pixels}
+             "anchor": level.anchor, "anchor_pixels": level.anchor_pixels, "style_side": sizing.max_side, "style_pixels": sizing.max_pixels}
             for level, sizing in zip(levels, sizings)]
 
 
@@ -96,8 +96,10 @@ def describe_levels(rows: list[dict[str, object]]) -> str:
     for row in rows:
         style = f"style at {row['style_side']} px" if row["style_side"] else f"style at {row['style_pixels']} pixels"
         what = f"composition, {row['steps']} steps" if row["composition"] and len(rows) > 1 else f"{row['steps']} steps"
-        if row["anchor"]:
-            what += f", holds the composition's look ×{row['anchor']:g}"
+        holds = [f"look ×{row['anchor']:g}" if row["anchor"] else "",
+                 f"pixels ×{row['anchor_pixels']:g}" if row["anchor_pixels"] else ""]
+        if any(holds):
+            what += ", holds the composition's " + " and ".join(h for h in holds if h)
         parts.append(f"{row['side']} px ({what}; {style})")
     return " → ".join(parts)
 

@@ -108,15 +108,16 @@ def stylize_batch(ctx: WorkerContext, content: torch.Tensor | None, size: tuple[
     else:
         result = optimize(init, objective, optimize_settings, step)
     done = result.steps
-    held: Targets | None = None  # the composition's own statistics, for the levels that hold its look
+    composition = result.image.detach()  # what the levels above hold to: its look and its pixels
+    held: Targets = {}  # the composition's own statistics, for the levels that hold its look
     if any(level.anchor > 0 for level in levels[1:]):
-        held = anchor_targets(ctx.extractor, terms, result.image.detach())
+        held = anchor_targets(ctx.extractor, terms, composition)
     for level, at, targets in zip(levels[1:], sizes[1:], per_level[1:]):
         assert level.steps is not None  # only the composition takes the mode's steps
         upsampled = resize(result.image, at).detach()  # the level's start, and what "composition" holds it to
         objective = objective_at(at, targets, upsampled if level.content == "composition" else None)
-        if held is not None and level.anchor > 0:
-            objective = replace(objective, anchor=Anchor(sizes[0], held, level.anchor))
+        if level.anchor > 0 or level.anchor_pixels > 0:
+            objective = replace(objective, anchor=Anchor(sizes[0], held, level.anchor, composition, level.anchor_pixels))
         result = optimize(upsampled, objective, replace(optimize_settings, steps=level.steps), step)
         done += result.steps
     colours = cast(ColorSpace | None, settings.preserve_colors) if content is not None else None
