@@ -36,6 +36,7 @@ NOISE_AMPLITUDE = 0.3
 REFINE_STEPS = Refine().steps
 #: Hold of the levels above the composition on its look (docs/sizes.md, "The look held").
 REFINE_ANCHOR = Refine().anchor
+#: Hold of the levels above the composition on its pixels (docs/sizes.md, "The composition's pixels held").
 REFINE_ANCHOR_PIXELS = Refine().anchor_pixels
 
 
