@@ -261,6 +261,11 @@ def run_stylepipe(pipeline: Path, out_dir: Path, settings: Sequence[str] = ()) -
 # --- inputs ---------------------------------------------------------------------------------------
 
 
+def bundled_photos() -> list[Path]:
+    """The sample photos under samples/content, in name order: every benchmark's default content."""
+    return sorted(p for p in CONTENT_DIR.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+
+
 def content_set(folder: Path, count: int, *, same_size: bool = False) -> list[Path]:
     """`count` distinct content pictures: the bundled photos, then mirrored copies of them.
 
@@ -268,7 +273,7 @@ def content_set(folder: Path, count: int, *, same_size: bool = False) -> list[Pa
     style, one size) holds at most two pictures. `same_size` centre-crops every picture to 4:3
     first, as a camera roll would be, so that all of them can share one batch.
     """
-    originals = sorted(p for p in CONTENT_DIR.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    originals = bundled_photos()
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in range(count):

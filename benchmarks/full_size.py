@@ -18,9 +18,9 @@ import yaml
 from stylepipe import Stylizer
 
 from ._common import (
-    CONTENT_DIR,
     DEFAULT_STYLE,
     base_parser,
+    bundled_photos,
     describe_machine,
     machine_info,
     markdown_table,
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     machine = machine_info()
     print(describe_machine(machine))
-    photos = sorted(p for p in CONTENT_DIR.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    photos = bundled_photos()
     full, small = HeldOutScore(args.style, args.size), HeldOutScore(args.style, THUMBNAIL)
     out_dir = args.workdir or Path("/tmp") / "stylepipe-full-size"
     results: dict[str, Any] = {}

@@ -26,9 +26,9 @@ from PIL import Image, ImageOps
 from stylepipe import Stylizer
 
 from ._common import (
-    CONTENT_DIR,
     DEFAULT_STYLE,
     base_parser,
+    bundled_photos,
     describe_machine,
     machine_info,
     markdown_table,
@@ -51,7 +51,7 @@ METRICS = ("style", "content", "speckles")
 def photo_set(folder: Path) -> list[Path]:
     """The bundled photos and a mirrored copy of each (a mirror is another picture to the network)."""
     photos: list[Path] = []
-    for photo in sorted(p for p in CONTENT_DIR.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}):
+    for photo in bundled_photos():
         mirrored = folder / f"{photo.stem}_mirrored.png"
         with Image.open(photo) as image:
             ImageOps.mirror(image.convert("RGB")).save(mirrored)
