@@ -50,6 +50,15 @@ def test_the_stroke_knob_changes_the_composition_size_and_nothing_else() -> None
     assert [plan_levels(side, stroke=2.0)[0].side for side in (512, 1024, 4096)] == [128, 128, 128]
 
 
+def test_style_detail_reaches_the_levels_above_the_composition_only() -> None:
+    from stylepipe.plan.run_settings import level_sizings
+
+    sizing = StyleSizing(2048, None, 0.75)
+    levels = level_sizings(sizing, tuple(plan_levels(2048)))
+    assert [(level.max_side, level.detail) for level in levels] == [(256, 1.0), (512, 0.75), (1024, 0.75), (2048, 0.75)]
+    assert level_sizings(StyleSizing(256, None, 0.75), tuple(plan_levels(256))) == [StyleSizing(256, None, 1.0)]
+
+
 def test_a_refine_level_holds_to_the_composition_unless_told_to_hold_to_the_photo(tmp_path: Path, gatys) -> None:
     """`optimize.refine.content`: by default a refine level's content term holds it to the picture
     painted so far (its start); `photo` holds it to the photo at the level's size instead (docs/sizes.md,
@@ -130,6 +139,33 @@ def test_a_refine_level_scaled_back_down_stays_the_composition_as_much_as_its_pi
         assert refined.shape[-1] == 128
         off[hold] = (resize(refined, tuple(composition.shape[-2:])) - composition).pow(2).mean().item()
     assert off[Refine().anchor_pixels] < 0.85 * off[0.0], off  # measured: 0.75 ×
+
+
+def test_a_refine_level_takes_the_painting_near_its_file_size_without_the_file_s_pixel_noise(tmp_path: Path) -> None:
+    """`size.style_detail`: a level that takes the painting at about its file's size sees it resampled
+    through 3/4 of that size, so the file's own pixel noise (JPEG blocks, grain) is not painted as
+    brushwork (at 512 px *The Starry Night*'s 512 px file laid 6.2 isolated dots per 10k px over the
+    picture: docs/sizes.md). Outputs of the composition's size are painted as before, bit for bit."""
+    from PIL import Image
+
+    from stylepipe import Stylizer
+    from stylepipe.core.loss_fns import tv_loss
+
+    painting = tmp_path / "starry_corner.png"  # a 128 × 80 px file with the painting's own pixels
+    with Image.open(sample("starry_night")) as full:
+        full.convert("RGB").crop((0, 0, 128, 80)).save(painting)
+    photo = sample("tubingen")
+    common = {"device": "cpu", "cache_dir": tmp_path / "cache", "stroke": 4, "steps": 20, "precision": "fp32"}
+    rough = {}
+    for detail in (1.0, 0.75):
+        stylizer = Stylizer(max_side=128, refine_steps=[15], style_detail=detail, **common)  # 64 px, then 128 px
+        rough[detail] = tv_loss(stylizer.stylize(photo, stylizer.style(painting), as_tensor=True)[None]).item()
+    assert rough[0.75] < 0.8 * rough[1.0], rough  # measured: 0.58 ×
+    alone = []
+    for detail in (1.0, 0.75):
+        stylizer = Stylizer(max_side=64, style_detail=detail, **common)  # the composition is the output
+        alone.append(stylizer.stylize(photo, stylizer.style(painting), as_tensor=True))
+    assert torch.equal(alone[0], alone[1])
 
 
 def test_an_anchor_adds_its_weighted_hold_to_the_total_and_leaves_the_reported_losses_alone(gatys) -> None:
@@ -238,6 +274,9 @@ def test_an_output_of_the_composition_size_keeps_its_fingerprint(tmp_path: Path)
     assert small == fingerprint(max_side=64, refine="off") == fingerprint(max_side=64, stroke=1)
     assert fingerprint(max_side=128) != fingerprint(max_side=128, refine="off")
     assert fingerprint(max_side=128) != fingerprint(max_side=128, stroke=2)  # the composition moved: 128 px
+    # size.style_detail reaches only the levels above the composition, and only there is it in the fingerprint
+    assert small == fingerprint(max_side=64, style_detail=1.0)
+    assert fingerprint(max_side=128) != fingerprint(max_side=128, style_detail=1.0)
 
 
 def test_a_palette_gets_the_same_levels_above_its_coarse_to_fine_composition(tmp_path: Path, gatys) -> None:

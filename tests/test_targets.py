@@ -101,6 +101,28 @@ def test_tiles_are_made_at_the_style_size_not_at_full_resolution(net, tmp_path, 
         assert torch.allclose(targets["style"][layer], reference["style"][layer], rtol=0.1, atol=1e-3)
 
 
+def test_style_detail_resamples_only_a_picture_taken_near_its_file_size(net):
+    """`size.style_detail`: a small style file's pixel noise is not brushwork. Taken at no more than
+    `detail` × its file size, a picture is resized as always (the same targets, bit for bit); taken
+    larger, it is resampled through that size first, so its finest detail and its statistics change."""
+    from stylepipe.core.loss_fns import tv_loss
+
+    style = load_image(sample("starry_night")).tensor  # the file is 512 × 320 px
+    sharp, soft = StyleSizing(512, None), StyleSizing(512, None, 0.75)
+    assert torch.equal(sharp.resample(style, (320, 512)), style)
+    softened = soft.resample(style, (320, 512))
+    assert softened.shape == style.shape
+    assert tv_loss(softened[None]).item() < 0.6 * tv_loss(style[None]).item()  # measured: 0.33 ×
+
+    def targets(sizing: StyleSizing) -> dict[str, torch.Tensor]:
+        return compute_targets([WeightedImage(style, 1.0)], net, TERMS, sizing, CPU)["style"]
+
+    at_half = targets(StyleSizing(256, None)), targets(StyleSizing(256, None, 0.75))  # 256 px ≤ 0.75 × 512
+    assert all(torch.equal(at_half[0][k], at_half[1][k]) for k in at_half[0])
+    full = targets(sharp), targets(soft)
+    assert all(not torch.equal(full[0][k], full[1][k]) for k in full[0])
+
+
 def test_flatten_round_trip():
     targets = {"style": {"relu1_1": torch.ones(2, 2)}, "mean_std": {"relu1_1.mean": torch.zeros(3)}}
     again = unflatten(flatten(targets))
@@ -121,6 +143,8 @@ def test_cache_key_follows_everything_that_changes_targets(net, tmp_path):
     assert key(terms=[ContentLoss(), StyleLoss(StyleParams(layers=["relu1_1", "relu2_1", "relu3_1"], weight=5))]) == base
     assert key(terms=[StyleLoss(StyleParams(layers=["relu1_1"]))]) != base
     assert key(sizing=StyleSizing(64, None)) != base
+    assert key(sizing=StyleSizing(48, None, 1.0)) == base  # every pixel: the key of earlier versions
+    assert key(sizing=StyleSizing(48, None, 0.75)) != base  # size.style_detail changes the targets
     assert key(network=dict(fp, pooling="max")) != base
     assert key(network=dict(fp, weights_sha256="other")) != base
     tiled = target_key(TiledSource(TiledParams(path="style.jpg", grid=2), ctx), fp, TERMS, SIZING)

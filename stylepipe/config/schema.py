@@ -18,7 +18,7 @@ from ..extend.networks import NETWORKS
 from ..extend.terms import ContentParams, StyleParams, TVParams, layer_list
 from ..io.images import DEFAULT_MAX_INPUT_PIXELS, SIXTEEN_BIT_FORMATS
 from ..targets.cache import DEFAULT_SIZE_LIMIT_MB
-from .defaults import NOISE_AMPLITUDE, REFINE_ANCHOR, REFINE_ANCHOR_PIXELS, REFINE_STEPS
+from .defaults import NOISE_AMPLITUDE, REFINE_ANCHOR, REFINE_ANCHOR_PIXELS, REFINE_STEPS, STYLE_DETAIL
 
 
 class Strict(BaseModel):
@@ -30,6 +30,11 @@ class SizeConfig(Strict):
     max_pixels: int | None = Field(None, ge=256, description="cap on width × height of the output")
     style_scale: float = Field(1.0, gt=0, le=8, description="style pictures' size relative to max_side / max_pixels")
     style_max_side: int | None = Field(None, ge=32, description="absolute longest side of style pictures (overrides style_scale)")
+    style_detail: float = Field(STYLE_DETAIL, ge=0.5, le=1,
+                                description="share of a style file's own resolution whose detail the levels above "
+                                            "the composition take as style: a level that takes the picture larger than "
+                                            "this share of its file size sees it resampled through that size, so the "
+                                            "file's pixel noise is not painted as brushwork (docs/sizes.md); 1: every pixel")
     stroke: float = Field(1.0, ge=0.125, le=8, description="stroke size relative to the picture: the composition is painted "
                                                            "at 256/stroke px and refined up to the output size")
     tile: Literal["auto", "off"] | int = Field(

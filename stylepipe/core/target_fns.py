@@ -37,9 +37,21 @@ class StyleSizing:
 
     max_side: int | None
     max_pixels: int | None
+    #: Share of a style file's own resolution whose detail its statistics keep (`size.style_detail`):
+    #: a picture taken at more than `detail` × its file size is resampled through that size first,
+    #: so a small file's pixel noise (JPEG blocks, scan grain) is not asked for as brushwork. 1: all.
+    detail: float = 1.0
 
     def size_of(self, image: torch.Tensor) -> tuple[int, int]:
         return target_size(image.shape[-2], image.shape[-1], self.max_side, self.max_pixels)
+
+    def resample(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """`image` (at its file's resolution) at `size`, without detail finer than `detail` of its own pixels."""
+        height, width = image.shape[-2:]
+        kept = max(1, round(height * self.detail)), max(1, round(width * self.detail))
+        if self.detail < 1 and size[0] > kept[0] and size[1] > kept[1]:
+            image = resize(image, kept)
+        return resize(image, size)
 
 
 def style_terms(terms: Sequence[Term]) -> list[Term]:
@@ -73,7 +85,7 @@ def compute_targets(
         if min(height, width) < MIN_SIDE:  # block 5's padding would fail, or its features vanish
             raise StyleTooSmall(f"picture {number} is {width}×{height} px at the style size; every side needs "
                                 f"at least {MIN_SIDE} px")
-        image = tile(resize(picture.image, tile_size), picture.grid).to(device=device, dtype=dtype)
+        image = tile(sizing.resample(picture.image, tile_size), picture.grid).to(device=device, dtype=dtype)
         tiling = tile_for((height, width)) if tile_for is not None else None
         if tiling is not None:
             measured = tiled_style_targets(extractor, terms, image.unsqueeze(0), tiling)

@@ -6,7 +6,7 @@ The only place where YAML sections become `RunSettings`, `OptimizeSettings`, `Py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config.collect import ErrorCollector
@@ -75,10 +75,13 @@ def levels_of(cfg: PipelineConfig) -> tuple[Level, ...]:
 
 def level_sizings(sizing: StyleSizing, levels: tuple[Level, ...]) -> list[StyleSizing]:
     """Each level's style size: the output's style size at the level's scale, so a painting's stroke
-    covers the same fraction of the picture at every level (one sizing, `sizing`, for a single level)."""
+    covers the same fraction of the picture at every level (one sizing, `sizing`, for a single level).
+    `sizing.detail` applies above the composition only: the composition and single-level outputs are
+    painted at sizes a painting's file rarely reaches, and stay what earlier versions made."""
     if len(levels) <= 1:
-        return [sizing]
-    return [StyleSizing(*scaled_budget(sizing.max_side, sizing.max_pixels, level.scale)) for level in levels]
+        return [replace(sizing, detail=1.0)]
+    return [StyleSizing(*scaled_budget(sizing.max_side, sizing.max_pixels, level.scale),
+                        1.0 if level.is_composition else sizing.detail) for level in levels]
 
 
 def level_rows(settings: RunSettings, sizings: list[StyleSizing]) -> list[dict[str, object]]:
@@ -86,7 +89,8 @@ def level_rows(settings: RunSettings, sizings: list[StyleSizing]) -> list[dict[s
     levels = settings.levels or (Level(settings.size_max_side or 0, 1.0, None),)
     return [{"side": level.side, "composition": level.is_composition,
              "steps": settings.optimize.steps if level.steps is None else level.steps, "content": level.content,
-             "anchor": level.anchor, "anchor_pixels": level.anchor_pixels, "style_side": sizing.max_side, "style_pixels": sizing.max_pixels}
+             "anchor": level.anchor, "anchor_pixels": level.anchor_pixels, "style_side": sizing.max_side, "style_pixels": sizing.max_pixels,
+             "style_detail": sizing.detail}
             for level, sizing in zip(levels, sizings)]
 
 
@@ -95,6 +99,8 @@ def describe_levels(rows: list[dict[str, object]]) -> str:
     parts = []
     for row in rows:
         style = f"style at {row['style_side']} px" if row["style_side"] else f"style at {row['style_pixels']} pixels"
+        if row.get("style_detail", 1) != 1:
+            style += f", no finer than {row['style_detail']:g} of its file"
         what = f"composition, {row['steps']} steps" if row["composition"] and len(rows) > 1 else f"{row['steps']} steps"
         holds = [f"look ×{row['anchor']:g}" if row["anchor"] else "",
                  f"pixels ×{row['anchor_pixels']:g}" if row["anchor_pixels"] else ""]
@@ -150,13 +156,15 @@ def run_settings(pipeline: LoadedPipeline) -> RunSettings:
 
 
 def style_sizing(cfg: PipelineConfig) -> StyleSizing:
-    """Style pictures' size: absolute if given, else the output size scaled by style_scale."""
+    """Style pictures' size at the output: absolute if given, else the output size scaled by
+    style_scale; `size.style_detail` only when the output is a level above the composition."""
+    detail = cfg.size.style_detail if len(levels_of(cfg)) > 1 else 1.0
     if cfg.size.style_max_side:
-        return StyleSizing(cfg.size.style_max_side, None)
+        return StyleSizing(cfg.size.style_max_side, None, detail)
     scale = cfg.size.style_scale
     max_side = round(cfg.size.max_side * scale) if cfg.size.max_side else None
     max_pixels = round(cfg.size.max_pixels * scale * scale) if cfg.size.max_pixels else None
-    return StyleSizing(max_side, max_pixels)
+    return StyleSizing(max_side, max_pixels, detail)
 
 
 def shared_settings(pipeline: LoadedPipeline, errors: ErrorCollector) -> tuple[list[LossTerm], RunSettings | None, StyleSizing]:

@@ -39,4 +39,6 @@ def target_key(source: StyleSource | Mapping[str, Any], network: Mapping[str, st
         "sizing": {"max_side": sizing.max_side, "max_pixels": sizing.max_pixels},
         "dtype": str(dtype),
     }
+    if sizing.detail != 1:  # only then: keys of the full-detail targets stay those of earlier versions
+        payload["sizing"]["detail"] = sizing.detail
     return make_key("gram", TARGETS_VERSION, payload)
