@@ -5,7 +5,8 @@ there and still add isolated pixels that only show at 100 %. This styles the bun
 one painting at one size through the library (`Stylizer`, the CLI's pixels), once per variant of
 Stylizer keywords, and gives the held-out score (benchmarks/heldout.py) both ways.
 
-    python -m benchmarks.full_size --size 512 --variant default: --variant "no pixel hold:anchor_pixels=0"
+    python -m benchmarks.full_size --size 512 --variant default: --variant "every pixel:style_detail=1"
+    python -m benchmarks.full_size --size 1024 --photos tubingen coffee --variant default: --variant "every pixel:style_detail=1"
 """
 
 from __future__ import annotations
@@ -53,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--style", type=Path, default=DEFAULT_STYLE, help="style picture")
     parser.add_argument("--variant", action="append", required=True, metavar="NAME:KEY=VALUE,…",
                         help="Stylizer keywords of one variant (repeatable); `default:` for the defaults")
+    parser.add_argument("--photos", nargs="*", default=None, metavar="STEM", help="bundled photos by stem (default: all)")
     args = parser.parse_args(argv)
     machine = machine_info()
     print(describe_machine(machine))
-    photos = bundled_photos()
+    photos = [photo for photo in bundled_photos() if args.photos is None or photo.stem in args.photos]
     full, small = HeldOutScore(args.style, args.size), HeldOutScore(args.style, THUMBNAIL)
     out_dir = args.workdir or Path("/tmp") / "stylepipe-full-size"
     results: dict[str, Any] = {}
