@@ -45,6 +45,14 @@ class StyleSizing:
     def size_of(self, image: torch.Tensor) -> tuple[int, int]:
         return target_size(image.shape[-2], image.shape[-1], self.max_side, self.max_pixels)
 
+    def fingerprint(self) -> dict[str, float | int | None]:
+        """The sizing as cache keys and resume fingerprints hold it: `detail` only below 1, so
+        full-detail targets and pictures keep the keys and fingerprints of earlier versions."""
+        entry: dict[str, float | int | None] = {"max_side": self.max_side, "max_pixels": self.max_pixels}
+        if self.detail != 1:
+            entry["detail"] = self.detail
+        return entry
+
     def resample(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """`image` (at its file's resolution) at `size`, without detail finer than `detail` of its own pixels."""
         height, width = image.shape[-2:]

@@ -112,18 +112,9 @@ def settings_digest(settings: RunSettings, terms: list[LossTerm], sizing: StyleS
         "settings": json.loads(json.dumps(data, default=str)),
         # every parameter counts here (layer weights change pixels), unlike in the cache key
         "terms": [_term_entry(term) for term in terms],
-        "sizing": _sizing_entry(sizing, settings),
+        "sizing": sizing.fingerprint(),  # `detail` only where it reaches a picture: see style_sizing
         "init_sha": init_sha,
     }
-
-
-def _sizing_entry(sizing: StyleSizing, settings: RunSettings) -> dict[str, Any]:
-    """The style size in the fingerprint; `detail` only where it reaches a picture (levels above the
-    composition, below 1), so outputs it cannot change keep the fingerprint of earlier versions."""
-    entry = asdict(sizing)
-    if sizing.detail == 1 or len(settings.levels) <= 1:
-        del entry["detail"]
-    return entry
 
 
 def _term_entry(term: LossTerm) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def describe_levels(rows: list[dict[str, object]]) -> str:
     parts = []
     for row in rows:
         style = f"style at {row['style_side']} px" if row["style_side"] else f"style at {row['style_pixels']} pixels"
-        if row.get("style_detail", 1) != 1:
+        if row["style_detail"] != 1:
             style += f", no finer than {row['style_detail']:g} of its file"
         what = f"composition, {row['steps']} steps" if row["composition"] and len(rows) > 1 else f"{row['steps']} steps"
         holds = [f"look ×{row['anchor']:g}" if row["anchor"] else "",

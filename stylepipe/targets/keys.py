@@ -36,9 +36,7 @@ def target_key(source: StyleSource | Mapping[str, Any], network: Mapping[str, st
         "source": dict(source) if isinstance(source, Mapping) else source.fingerprint(),
         "network": dict(network),
         "terms": [term.fingerprint() for term in style_terms(terms)],
-        "sizing": {"max_side": sizing.max_side, "max_pixels": sizing.max_pixels},
+        "sizing": sizing.fingerprint(),
         "dtype": str(dtype),
     }
-    if sizing.detail != 1:  # only then: keys of the full-detail targets stay those of earlier versions
-        payload["sizing"]["detail"] = sizing.detail
     return make_key("gram", TARGETS_VERSION, payload)
